@@ -1,0 +1,76 @@
+//! Admin API keys: generated once, shown once, stored only as a SHA-256 hash.
+//!
+//! A plain (unsalted, fast) hash is enough here because the keys are 256-bit random
+//! values, not passwords: there is no dictionary to attack, and a fast hash lets every
+//! request be checked with one indexed lookup.
+
+use chrono::Utc;
+use entity::api_key;
+use rand::RngCore;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::OnConflict};
+use sha2::{Digest, Sha256};
+
+use crate::{db::Database, error::Result};
+
+/// Prefix of every generated key, so a leaked key is recognisable in a secret scanner.
+const KEY_PREFIX: &str = "srk_";
+
+/// Who is calling: decided once per request from the `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Anonymous,
+}
+
+fn hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Creates a new random key named `name`; the returned plaintext is never stored.
+pub async fn create_key(db: &Database, name: &str) -> Result<String> {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let key = format!("{KEY_PREFIX}{}", hex::encode(bytes));
+    register_key(db, name, &key).await?;
+    Ok(key)
+}
+
+/// Makes `key` valid (idempotent): used for `STOCKROOM_ADMIN_KEY`.
+pub async fn register_key(db: &Database, name: &str, key: &str) -> Result<()> {
+    let row = api_key::ActiveModel {
+        name: Set(name.to_owned()),
+        key_hash: Set(hash(key)),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    };
+    api_key::Entity::insert(row)
+        .on_conflict(OnConflict::column(api_key::Column::KeyHash).do_nothing().to_owned())
+        .exec_without_returning(db.conn())
+        .await?;
+    Ok(())
+}
+
+/// Resolves an `Authorization` header value to a caller.
+pub async fn authenticate(db: &Database, authorization: Option<&str>) -> Result<Caller> {
+    let Some(key) = authorization.and_then(|value| value.strip_prefix("Bearer ")) else {
+        return Ok(Caller::Anonymous);
+    };
+    let known = api_key::Entity::find()
+        .filter(api_key::Column::KeyHash.eq(hash(key.trim())))
+        .one(db.conn())
+        .await?;
+    Ok(if known.is_some() { Caller::Admin } else { Caller::Anonymous })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_stable_and_hide_the_key() {
+        let hashed = hash("srk_example");
+        assert_eq!(hashed, hash("srk_example"));
+        assert_eq!(hashed.len(), 64);
+        assert!(!hashed.contains("example"));
+    }
+}

@@ -1,0 +1,94 @@
+//! Every setting of the server: command-line flag, environment variable and default.
+//!
+//! Flags win over the environment (clap's own precedence). Secrets are wrapped in
+//! [`Secret`], whose `Debug` never shows the value, so logging a `Config` is safe.
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use clap::builder::BoolishValueParser;
+
+/// A value that must never appear in logs or error messages.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Server settings (see the contract's "Command line and configuration").
+#[derive(clap::Args, Debug, Clone)]
+pub struct Config {
+    /// `sqlite://…` or `postgres://…`; by default a SQLite file in the working directory.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://stockroom.sqlite?mode=rwc")]
+    pub database_url: String,
+
+    /// Address to listen on.
+    #[arg(long = "addr", env = "STOCKROOM_ADDR", default_value = "127.0.0.1:8000")]
+    pub addr: SocketAddr,
+
+    /// If set, this value is a valid admin API key (stored hashed at start).
+    #[arg(long, env = "STOCKROOM_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<Secret>,
+
+    /// Seed demo data into a new database (`0` disables).
+    #[arg(long, env = "STOCKROOM_DEMO", default_value = "1", value_parser = BoolishValueParser::new())]
+    pub demo: bool,
+
+    /// Stripe webhook signing secret(s), comma-separated for rotation.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]
+    pub stripe_webhook_secret: Vec<Secret>,
+
+    /// Stripe API key; when set, rejected orders are refunded.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<Secret>,
+
+    /// Base URL of the Stripe API (tests point it at a local fake).
+    #[arg(long, env = "STRIPE_API_BASE")]
+    pub stripe_api_base: Option<String>,
+
+    /// How long a write waits for a row lock before failing with LOCK_TIMEOUT, in ms.
+    #[arg(long, env = "STOCKROOM_LOCK_TIMEOUT_MS", default_value_t = 5000)]
+    pub lock_timeout_ms: u64,
+
+    /// Maximum number of pooled database connections.
+    #[arg(long, env = "STOCKROOM_DB_POOL_SIZE", default_value_t = 20)]
+    pub db_pool_size: u32,
+}
+
+impl Config {
+    /// The bounded lock wait for writes.
+    pub fn lock_timeout(&self) -> Duration {
+        Duration::from_millis(self.lock_timeout_ms)
+    }
+
+    /// Settings for tests and embedding: defaults, with the given database.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        Config {
+            database_url: database_url.into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_key: None,
+            demo: false,
+            stripe_webhook_secret: Vec::new(),
+            stripe_secret_key: None,
+            stripe_api_base: None,
+            lock_timeout_ms: 5000,
+            db_pool_size: 20,
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Connecting to the database and running write transactions the same safe way everywhere.
+//!
+//! Every write path goes through [`Database::write`]: one transaction, a bounded lock
+//! wait, and a bounded retry when PostgreSQL reports a deadlock or serialization failure.
+//!
+//! - PostgreSQL: READ COMMITTED plus explicit row locks (`SELECT … FOR UPDATE`) and
+//!   version-guarded `UPDATE`s; `lock_timeout` bounds every lock wait (also the wait on a
+//!   unique index entry that a concurrent transaction has inserted but not committed).
+//! - SQLite: no row locks exist, so a write transaction starts with `BEGIN IMMEDIATE`,
+//!   which takes the database's write lock up front. Two writers can then never both read
+//!   a level and both write it; `busy_timeout` bounds the wait. WAL lets readers carry on.
+
+use std::{future::Future, pin::Pin, time::Duration};
+
+use migration::MigratorTrait;
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    DbErr, IsolationLevel, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+};
+
+use crate::error::{Error, Result};
+
+/// How often a transaction that hit a deadlock or serialization failure is tried again.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// A boxed future borrowing a transaction, as taken by [`Database::write`].
+pub type TxnFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
+
+/// The connection pool and the rules for writing through it.
+#[derive(Clone, Debug)]
+pub struct Database {
+    conn: DatabaseConnection,
+    lock_timeout: Duration,
+}
+
+/// Opens a pool for `url` (`sqlite://…` or `postgres://…`), tuned for this app.
+pub async fn connect(url: &str, pool_size: u32, lock_timeout: Duration) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(pool_size)
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(move |opts| {
+            opts.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(lock_timeout)
+        });
+    sea_orm::Database::connect(options).await
+}
+
+impl Database {
+    /// Wraps an open pool; `lock_timeout` bounds every lock wait of a write.
+    pub fn new(conn: DatabaseConnection, lock_timeout: Duration) -> Self {
+        Database { conn, lock_timeout }
+    }
+
+    /// The pool, for reads (and for `write`'s transactions).
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Which engine this is.
+    pub fn backend(&self) -> DatabaseBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Applies all pending migrations.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        migration::Migrator::up(&self.conn, None).await
+    }
+
+    /// Opens a write transaction (see the module doc for what that means per engine).
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction> {
+        match self.backend() {
+            DatabaseBackend::Sqlite => Ok(self
+                .conn
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await?),
+            _ => {
+                let txn = self
+                    .conn
+                    .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
+                    .await?;
+                txn.execute_unprepared(&format!(
+                    "SET LOCAL lock_timeout = '{}ms'",
+                    self.lock_timeout.as_millis()
+                ))
+                .await?;
+                Ok(txn)
+            }
+        }
+    }
+
+    /// Runs `body` in one write transaction and commits it if it returns `Ok`.
+    ///
+    /// A deadlock or serialization failure rolls back and runs `body` again from the start
+    /// (at most `MAX_ATTEMPTS` times), so `body` must not have effects outside the
+    /// transaction. Any other error rolls back and is returned.
+    pub async fn write<A, T, F>(&self, args: &A, body: F) -> Result<T>
+    where
+        A: Sync + ?Sized,
+        T: Send,
+        F: for<'c> Fn(&'c DatabaseTransaction, &'c A) -> TxnFuture<'c, T>,
+    {
+        let mut attempt = 1;
+        loop {
+            let txn = self.begin_write().await?;
+            let outcome = match body(&txn, args).await {
+                Ok(value) => txn.commit().await.map(|()| value).map_err(Error::from),
+                Err(err) => {
+                    txn.rollback().await.ok();
+                    Err(err)
+                }
+            };
+            match outcome {
+                Err(Error::Contention) if attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, "transaction collided, retrying");
+                    let backoff_ms = rand::random_range(1..=10) * u64::from(attempt);
+                    tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Inventory items, their stock levels and the stock ledger; the admin stock edits.
+
+use std::collections::HashMap;
+
+use async_graphql::{Context, ID, InputObject, Object, Result, connection::Connection};
+use chrono::{DateTime, Utc};
+use entity::{inventory_item, inventory_level, stock_movement, stock_movement::MovementReason};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::{
+    AdminGuard, channels::load_location, dangling, loaders,
+    loaders::{ItemById, LevelsOfItem},
+    locations::StockLocation,
+    pagination::Page,
+    parse_id, state, to_id,
+};
+use crate::{
+    error::Error,
+    inventory::{
+        catalog,
+        stock::{self, AdjustStock, SetStockLevel},
+        values::{Name, Sku, check_stock_bounds},
+    },
+};
+
+/// A stock-keeping unit.
+pub struct InventoryItem(pub inventory_item::Model);
+
+#[Object]
+impl InventoryItem {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn sku(&self) -> &str {
+        &self.0.sku
+    }
+
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    /// Stock of this item at each location that has a level for it.
+    async fn levels(&self, ctx: &Context<'_>) -> Result<Vec<InventoryLevel>> {
+        let levels = loaders(ctx).load_one(LevelsOfItem(self.0.id)).await?;
+        Ok(levels.unwrap_or_default().into_iter().map(InventoryLevel).collect())
+    }
+}
+
+/// Stock of one item at one location.
+pub struct InventoryLevel(pub inventory_level::Model);
+
+#[Object]
+impl InventoryLevel {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn item(&self, ctx: &Context<'_>) -> Result<InventoryItem> {
+        let id = self.0.inventory_item_id;
+        let item = loaders(ctx).load_one(ItemById(id)).await?;
+        Ok(InventoryItem(item.ok_or_else(|| dangling("inventory item", id))?))
+    }
+
+    async fn location(&self, ctx: &Context<'_>) -> Result<StockLocation> {
+        load_location(ctx, self.0.stock_location_id).await
+    }
+
+    /// Units on hand; negative when backordered.
+    async fn stocked_quantity(&self) -> i32 {
+        self.0.stocked_quantity
+    }
+
+    /// Units held by active reservations.
+    async fn reserved_quantity(&self) -> i32 {
+        self.0.reserved_quantity
+    }
+
+    async fn allow_backorder(&self) -> bool {
+        self.0.allow_backorder
+    }
+
+    /// Bumped by every write; pass it as `expectedVersion` to edit safely.
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+
+    /// Units free to sell: `max(stockedQuantity - reservedQuantity, 0)`.
+    async fn available(&self) -> i32 {
+        (self.0.stocked_quantity - self.0.reserved_quantity).max(0)
+    }
+}
+
+/// One change of a level, from the stock ledger.
+pub struct StockMovement {
+    row: stock_movement::Model,
+    sku: String,
+    location_id: i32,
+}
+
+#[Object]
+impl StockMovement {
+    async fn id(&self) -> ID {
+        to_id(self.row.id)
+    }
+
+    async fn sku(&self) -> &str {
+        &self.sku
+    }
+
+    async fn location(&self, ctx: &Context<'_>) -> Result<StockLocation> {
+        load_location(ctx, self.location_id).await
+    }
+
+    /// Change of `stockedQuantity`.
+    async fn delta(&self) -> i32 {
+        self.row.delta
+    }
+
+    /// Change of `reservedQuantity`.
+    async fn reserved_delta(&self) -> i32 {
+        self.row.reserved_delta
+    }
+
+    async fn reason(&self) -> MovementReason {
+        self.row.reason
+    }
+
+    async fn stocked_after(&self) -> i32 {
+        self.row.stocked_after
+    }
+
+    async fn reserved_after(&self) -> i32 {
+        self.row.reserved_after
+    }
+
+    async fn order_id(&self) -> Option<ID> {
+        self.row.order_id.map(to_id)
+    }
+
+    async fn reservation_id(&self) -> Option<ID> {
+        self.row.reservation_id.map(to_id)
+    }
+
+    /// Free text given with an adjustment.
+    async fn note(&self) -> Option<&str> {
+        self.row.note.as_deref()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.row.created_at
+    }
+}
+
+#[derive(Default)]
+pub struct InventoryQuery;
+
+#[Object]
+impl InventoryQuery {
+    /// The item with this sku, or null.
+    #[graphql(guard = "AdminGuard")]
+    async fn inventory_item(&self, ctx: &Context<'_>, sku: String) -> Result<Option<InventoryItem>> {
+        let item = inventory_item::Entity::find()
+            .filter(inventory_item::Column::Sku.eq(sku))
+            .one(state(ctx).db.conn())
+            .await
+            .map_err(Error::from)?;
+        Ok(item.map(InventoryItem))
+    }
+
+    /// All items, oldest first.
+    #[graphql(guard = "AdminGuard")]
+    async fn inventory_items(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> Result<Connection<String, InventoryItem>> {
+        let page = Page::parse(first, after.as_deref())?;
+        let mut query = inventory_item::Entity::find().order_by_asc(inventory_item::Column::Id);
+        if let Some(after) = page.after {
+            query = query.filter(inventory_item::Column::Id.gt(after));
+        }
+        let rows = query.limit(page.fetch_limit()).all(state(ctx).db.conn()).await.map_err(Error::from)?;
+        Ok(page.connection(rows.into_iter().map(InventoryItem).collect(), |item| item.0.id.into()))
+    }
+
+    /// Levels below zero (backordered), oldest level first.
+    #[graphql(guard = "AdminGuard")]
+    async fn backorders(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> Result<Connection<String, InventoryLevel>> {
+        let page = Page::parse(first, after.as_deref())?;
+        let mut query = inventory_level::Entity::find()
+            .filter(inventory_level::Column::StockedQuantity.lt(0))
+            .order_by_asc(inventory_level::Column::Id);
+        if let Some(after) = page.after {
+            query = query.filter(inventory_level::Column::Id.gt(after));
+        }
+        let rows = query.limit(page.fetch_limit()).all(state(ctx).db.conn()).await.map_err(Error::from)?;
+        Ok(page.connection(rows.into_iter().map(InventoryLevel).collect(), |level| level.0.id.into()))
+    }
+
+    /// The stock ledger of one sku (optionally at one location), newest first.
+    #[graphql(guard = "AdminGuard")]
+    async fn stock_movements(
+        &self,
+        ctx: &Context<'_>,
+        sku: String,
+        stock_location_id: Option<ID>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> Result<Connection<String, StockMovement>> {
+        let page = Page::parse(first, after.as_deref())?;
+        let db = state(ctx).db.conn();
+        let item = inventory_item::Entity::find()
+            .filter(inventory_item::Column::Sku.eq(sku.as_str()))
+            .one(db)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found(format!("inventory item {sku}")))?;
+        let mut levels = inventory_level::Entity::find().filter(inventory_level::Column::InventoryItemId.eq(item.id));
+        if let Some(location) = &stock_location_id {
+            levels = levels.filter(inventory_level::Column::StockLocationId.eq(parse_id(location, "stock location")?));
+        }
+        let location_of_level: HashMap<i32, i32> = levels
+            .all(db)
+            .await
+            .map_err(Error::from)?
+            .into_iter()
+            .map(|level| (level.id, level.stock_location_id))
+            .collect();
+        let mut query = stock_movement::Entity::find()
+            .filter(stock_movement::Column::InventoryLevelId.is_in(location_of_level.keys().copied()))
+            .order_by_desc(stock_movement::Column::Id);
+        if let Some(after) = page.after {
+            query = query.filter(stock_movement::Column::Id.lt(after));
+        }
+        let rows = query.limit(page.fetch_limit()).all(db).await.map_err(Error::from)?;
+        let movements = rows
+            .into_iter()
+            .map(|row| StockMovement {
+                location_id: location_of_level[&row.inventory_level_id],
+                sku: sku.clone(),
+                row,
+            })
+            .collect();
+        Ok(page.connection(movements, |movement| movement.row.id))
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateInventoryItemInput {
+    pub sku: String,
+    pub title: String,
+}
+
+#[derive(InputObject)]
+pub struct SetStockLevelInput {
+    pub sku: String,
+    pub stock_location_id: ID,
+    pub stocked_quantity: i32,
+    /// Omitted: keep the current setting (`false` for a new level).
+    pub allow_backorder: Option<bool>,
+    /// If given, the write only happens when this is the level's current `version`
+    /// (0 or null for a level that does not exist yet).
+    pub expected_version: Option<i32>,
+}
+
+#[derive(InputObject)]
+pub struct AdjustStockInput {
+    pub sku: String,
+    pub stock_location_id: ID,
+    /// Relative change; negative removes stock.
+    pub delta: i32,
+    /// Free text kept as the ledger movement's note.
+    pub reason: Option<String>,
+    pub expected_version: Option<i32>,
+}
+
+#[derive(Default)]
+pub struct InventoryMutation;
+
+#[Object]
+impl InventoryMutation {
+    /// Creates an item; a duplicate sku is `BAD_USER_INPUT`.
+    #[graphql(guard = "AdminGuard")]
+    async fn create_inventory_item(&self, ctx: &Context<'_>, input: CreateInventoryItemInput) -> Result<InventoryItem> {
+        let sku = Sku::parse(&input.sku)?;
+        let title = Name::parse(&input.title, "title")?;
+        Ok(InventoryItem(catalog::create_item(&state(ctx).db, sku, title).await?))
+    }
+
+    /// Sets a level to an absolute quantity, creating it if missing.
+    #[graphql(guard = "AdminGuard")]
+    async fn set_stock_level(&self, ctx: &Context<'_>, input: SetStockLevelInput) -> Result<InventoryLevel> {
+        let cmd = SetStockLevel {
+            sku: Sku::parse(&input.sku)?,
+            stock_location_id: parse_id(&input.stock_location_id, "stock location")?,
+            stocked_quantity: check_stock_bounds(input.stocked_quantity.into(), "stockedQuantity")?,
+            allow_backorder: input.allow_backorder,
+            expected_version: input.expected_version,
+        };
+        Ok(InventoryLevel(stock::set_stock_level(&state(ctx).db, &cmd).await?))
+    }
+
+    /// Changes a level by `delta`, recorded in the ledger as an ADJUSTMENT.
+    #[graphql(guard = "AdminGuard")]
+    async fn adjust_stock(&self, ctx: &Context<'_>, input: AdjustStockInput) -> Result<InventoryLevel> {
+        let cmd = AdjustStock {
+            sku: Sku::parse(&input.sku)?,
+            stock_location_id: parse_id(&input.stock_location_id, "stock location")?,
+            delta: check_stock_bounds(input.delta.into(), "delta")?,
+            note: input.reason,
+            expected_version: input.expected_version,
+        };
+        Ok(InventoryLevel(stock::adjust_stock(&state(ctx).db, &cmd).await?))
+    }
+}

@@ -1,0 +1,95 @@
+//! The GraphQL API, organised by domain: each module owns its types, its queries and
+//! mutations, and contributes them to the root objects merged here.
+//!
+//! Resolvers only parse input into typed values, call one function of the domain
+//! (`crate::inventory`) and wrap the result; the rules live in the domain.
+
+mod channels;
+mod inventory;
+mod loaders;
+mod locations;
+mod orders;
+mod pagination;
+mod storefront;
+
+use async_graphql::{
+    Context, EmptySubscription, Guard, ID, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader,
+};
+
+pub use loaders::Loaders;
+
+use crate::{AppState, auth::Caller, error::Error};
+
+/// Every query field.
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(
+    locations::LocationQuery,
+    channels::ChannelQuery,
+    inventory::InventoryQuery,
+    orders::OrderQuery,
+    storefront::StorefrontQuery,
+);
+
+/// Every mutation field.
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(locations::LocationMutation, channels::ChannelMutation, inventory::InventoryMutation);
+
+/// The served schema.
+pub type StockroomSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Deepest query accepted: the deepest sensible query (connection → edges → node →
+/// levels → location → levels → item) is 8 levels.
+const MAX_DEPTH: usize = 10;
+/// Most fields per query; a full admin page with nested fields stays well below.
+const MAX_COMPLEXITY: usize = 2_000;
+
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+}
+
+/// The schema with its data: the app state and the batch loaders.
+pub fn build_schema(state: AppState) -> StockroomSchema {
+    let loaders = DataLoader::new(Loaders::new(state.db.conn().clone()), tokio::spawn);
+    builder().data(loaders).data(state).finish()
+}
+
+/// The schema in SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}
+
+/// Admits only callers that sent a valid admin key.
+pub struct AdminGuard;
+
+impl Guard for AdminGuard {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        match ctx.data_opt::<Caller>() {
+            Some(Caller::Admin) => Ok(()),
+            _ => Err(Error::Unauthenticated.into()),
+        }
+    }
+}
+
+fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
+    ctx.data_unchecked::<AppState>()
+}
+
+fn loaders<'a>(ctx: &Context<'a>) -> &'a DataLoader<Loaders> {
+    ctx.data_unchecked::<DataLoader<Loaders>>()
+}
+
+/// Our ids are integers rendered as strings; anything else names nothing → `NOT_FOUND`.
+fn parse_id(id: &ID, what: &str) -> Result<i32, Error> {
+    id.parse::<i32>().map_err(|_| Error::not_found(format!("{what} {}", id.as_str())))
+}
+
+fn to_id(id: impl ToString) -> ID {
+    ID(id.to_string())
+}
+
+/// A row that a foreign key guarantees but the loader did not return: a bug, not input.
+fn dangling(what: &str, id: i32) -> Error {
+    Error::Internal(format!("{what} {id} referenced but missing"))
+}

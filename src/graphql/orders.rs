@@ -1,0 +1,126 @@
+//! Orders: the `Order` type and the admin queries over orders.
+
+use async_graphql::{Context, ID, Object, Result, connection::Connection};
+use chrono::{DateTime, Utc};
+use entity::{order_line, orders, orders::OrderStatus, sales_channel};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::{
+    AdminGuard, channels::{SalesChannel, load_location}, loaders,
+    loaders::{ChannelById, LinesOfOrder},
+    locations::StockLocation,
+    pagination::Page,
+    state, to_id,
+};
+use crate::error::Error;
+
+/// An order: PLACED (stock taken) or REJECTED (with a reason).
+pub struct Order(pub orders::Model);
+
+#[Object]
+impl Order {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn payment_intent_id(&self) -> &str {
+        &self.0.payment_intent_id
+    }
+
+    /// Null only for a rejected order whose channel was unknown.
+    async fn sales_channel(&self, ctx: &Context<'_>) -> Result<Option<SalesChannel>> {
+        let Some(id) = self.0.sales_channel_id else { return Ok(None) };
+        let channel: Option<sales_channel::Model> = loaders(ctx).load_one(ChannelById(id)).await?;
+        Ok(channel.map(SalesChannel))
+    }
+
+    async fn status(&self) -> OrderStatus {
+        self.0.status
+    }
+
+    async fn rejection_reason(&self) -> Option<&str> {
+        self.0.rejection_reason.as_deref()
+    }
+
+    async fn lines(&self, ctx: &Context<'_>) -> Result<Vec<OrderLine>> {
+        let lines = loaders(ctx).load_one(LinesOfOrder(self.0.id)).await?;
+        Ok(lines.unwrap_or_default().into_iter().map(OrderLine).collect())
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// One line of an order.
+pub struct OrderLine(order_line::Model);
+
+#[Object]
+impl OrderLine {
+    async fn sku(&self) -> &str {
+        &self.0.sku
+    }
+
+    async fn quantity(&self) -> i32 {
+        self.0.quantity
+    }
+
+    /// Where the line was taken from; null on a rejected order.
+    async fn location(&self, ctx: &Context<'_>) -> Result<Option<StockLocation>> {
+        match self.0.stock_location_id {
+            Some(id) => Ok(Some(load_location(ctx, id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Units of this line that were not in stock (the level went below zero).
+    async fn backordered_quantity(&self) -> i32 {
+        self.0.backordered_quantity
+    }
+}
+
+#[derive(Default)]
+pub struct OrderQuery;
+
+#[Object]
+impl OrderQuery {
+    /// The order with this id, or null.
+    #[graphql(guard = "AdminGuard")]
+    async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
+        let Ok(id) = id.parse::<i32>() else { return Ok(None) };
+        let order = orders::Entity::find_by_id(id).one(state(ctx).db.conn()).await.map_err(Error::from)?;
+        Ok(order.map(Order))
+    }
+
+    /// The order made for a Stripe PaymentIntent, or null.
+    #[graphql(guard = "AdminGuard")]
+    async fn order_by_payment_intent(&self, ctx: &Context<'_>, payment_intent_id: String) -> Result<Option<Order>> {
+        let order = orders::Entity::find()
+            .filter(orders::Column::PaymentIntentId.eq(payment_intent_id))
+            .one(state(ctx).db.conn())
+            .await
+            .map_err(Error::from)?;
+        Ok(order.map(Order))
+    }
+
+    /// Orders, oldest first, optionally only those with `status`.
+    #[graphql(guard = "AdminGuard")]
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<OrderStatus>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> Result<Connection<String, Order>> {
+        let page = Page::parse(first, after.as_deref())?;
+        let mut query = orders::Entity::find().order_by_asc(orders::Column::Id);
+        if let Some(status) = status {
+            query = query.filter(orders::Column::Status.eq(status));
+        }
+        if let Some(after) = page.after {
+            query = query.filter(orders::Column::Id.gt(after));
+        }
+        let rows = query.limit(page.fetch_limit()).all(state(ctx).db.conn()).await.map_err(Error::from)?;
+        Ok(page.connection(rows.into_iter().map(Order).collect(), |order| order.0.id.into()))
+    }
+}

@@ -1,0 +1,80 @@
+//! The HTTP surface: GraphQL (and GraphiQL), health and readiness.
+//!
+//! The caller's identity is decided here, once per request, from the `Authorization`
+//! header and handed to GraphQL as request data; field guards then only read it.
+
+use async_graphql::{Pos, http::GraphiQLSource};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse, rejection::GraphQLRejection};
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, Method, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use tower_http::trace::TraceLayer;
+
+use crate::{
+    AppState, auth,
+    graphql::{StockroomSchema, build_schema},
+};
+
+#[derive(Clone)]
+struct HttpState {
+    app: AppState,
+    schema: StockroomSchema,
+}
+
+/// The application's router; `state` must be migrated already.
+pub fn router(state: AppState) -> Router {
+    let schema = build_schema(state.clone());
+    Router::new()
+        .route("/graphql", get(graphql).post(graphql))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .layer(TraceLayer::new_for_http())
+        .with_state(HttpState { app: state, schema })
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+async fn graphql(
+    State(state): State<HttpState>,
+    method: Method,
+    headers: HeaderMap,
+    request: Result<GraphQLRequest, GraphQLRejection>,
+) -> Response {
+    if method == Method::GET && wants_html(&headers) {
+        let page = GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish();
+        return Html(page).into_response();
+    }
+    let request = match request {
+        Ok(request) => request.into_inner(),
+        Err(rejection) => return rejection.into_response(),
+    };
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    let response = match auth::authenticate(&state.app.db, authorization).await {
+        Ok(caller) => state.schema.execute(request.data(caller)).await,
+        Err(err) => {
+            let error = async_graphql::Error::from(err).into_server_error(Pos::default());
+            async_graphql::Response::from_errors(vec![error])
+        }
+    };
+    GraphQLResponse::from(response).into_response()
+}
+
+async fn health() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn ready(State(state): State<HttpState>) -> StatusCode {
+    match state.app.db.conn().ping().await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}

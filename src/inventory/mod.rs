@@ -1,0 +1,12 @@
+//! The inventory domain: what Stockroom knows and the rules for changing it.
+//!
+//! GraphQL resolvers and the Stripe webhook parse their input into the typed values of
+//! [`values`] and call one function here; they hold no business rules. Every function that
+//! writes runs in one transaction through [`crate::db::Database::write`].
+
+pub mod availability;
+pub mod catalog;
+pub mod ledger;
+pub mod lookup;
+pub mod stock;
+pub mod values;

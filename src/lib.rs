@@ -1,0 +1,83 @@
+//! Stockroom: a GraphQL backend for commerce inventory that never oversells.
+//!
+//! The crate's map:
+//! - [`config`]: every setting (flag, env var, default); [`error`]: the one error type.
+//! - [`db`]: connecting, migrating, and the one way to run a write transaction.
+//! - [`inventory`]: the domain — catalog, stock edits, the ledger, availability.
+//! - [`graphql`]: the schema, by domain; [`http`]: the axum router around it.
+//! - [`auth`]: hashed admin API keys; [`demo`]: the data a fresh `cargo run` starts with.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod inventory;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+use db::Database;
+
+/// What every request handler shares: the database and the settings.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: Database,
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Connects to `config.database_url` and prepares the database (see [`AppState::from_connection`]).
+    pub async fn connect(config: Config) -> anyhow::Result<Self> {
+        let conn = db::connect(&config.database_url, config.db_pool_size, config.lock_timeout())
+            .await
+            .context("connecting to the database")?;
+        Self::from_connection(conn, config).await
+    }
+
+    /// Migrates an open pool and registers `STOCKROOM_ADMIN_KEY` if set.
+    pub async fn from_connection(conn: DatabaseConnection, config: Config) -> anyhow::Result<Self> {
+        let db = Database::new(conn, config.lock_timeout());
+        db.migrate().await.context("applying migrations")?;
+        if let Some(key) = &config.admin_key {
+            auth::register_key(&db, "STOCKROOM_ADMIN_KEY", key.expose())
+                .await
+                .context("registering STOCKROOM_ADMIN_KEY")?;
+        }
+        Ok(AppState { db, config: Arc::new(config) })
+    }
+}
+
+/// Runs the server until Ctrl-C: migrations, demo data on a new database, then HTTP.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let state = AppState::connect(config).await?;
+    let demo_key = if state.config.demo && demo::seed_if_empty(&state.db).await? {
+        Some(auth::create_key(&state.db, "demo").await?)
+    } else {
+        None
+    };
+    let listener = TcpListener::bind(state.config.addr)
+        .await
+        .with_context(|| format!("binding {}", state.config.addr))?;
+    let addr = listener.local_addr()?;
+    println!("Stockroom is serving GraphQL (GraphiQL in a browser) at http://{addr}/graphql");
+    match demo_key {
+        Some(key) => println!(
+            "Demo data loaded. Admin key, shown only now: {key}\n\
+             In GraphiQL, add the header {{\"Authorization\": \"Bearer {key}\"}}"
+        ),
+        None => println!("Admin keys: STOCKROOM_ADMIN_KEY, or `stockroom api-key create --name <name>`"),
+    }
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(async {
+            tokio::signal::ctrl_c().await.ok();
+        })
+        .await
+        .context("serving HTTP")
+}
