@@ -44,7 +44,11 @@ pub async fn register_key(db: &Database, name: &str, key: &str) -> Result<()> {
         ..Default::default()
     };
     api_key::Entity::insert(row)
-        .on_conflict(OnConflict::column(api_key::Column::KeyHash).do_nothing().to_owned())
+        .on_conflict(
+            OnConflict::column(api_key::Column::KeyHash)
+                .do_nothing()
+                .to_owned(),
+        )
         .exec_without_returning(db.conn())
         .await?;
     Ok(())
@@ -59,7 +63,11 @@ pub async fn authenticate(db: &Database, authorization: Option<&str>) -> Result<
         .filter(api_key::Column::KeyHash.eq(hash(key.trim())))
         .one(db.conn())
         .await?;
-    Ok(if known.is_some() { Caller::Admin } else { Caller::Anonymous })
+    Ok(if known.is_some() {
+        Caller::Admin
+    } else {
+        Caller::Anonymous
+    })
 }
 
 #[cfg(test)]

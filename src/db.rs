@@ -35,7 +35,11 @@ pub struct Database {
 }
 
 /// Opens a pool for `url` (`sqlite://…` or `postgres://…`), tuned for this app.
-pub async fn connect(url: &str, pool_size: u32, lock_timeout: Duration) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect(
+    url: &str,
+    pool_size: u32,
+    lock_timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url);
     options
         .max_connections(pool_size)

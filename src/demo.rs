@@ -28,16 +28,34 @@ pub async fn seed_if_empty(db: &Database) -> Result<bool> {
     let store = catalog::create_location(db, name("Hamburg Store")?).await?;
     let web = catalog::create_channel(db, name("Web Shop")?).await?;
     let pos = catalog::create_channel(db, name("Hamburg Store Counter")?).await?;
-    for (channel, location, priority) in [(&web, &warehouse, 0), (&web, &store, 1), (&pos, &store, 0)] {
-        let mapping = ChannelMapping { sales_channel_id: channel.id, stock_location_id: location.id, priority };
+    for (channel, location, priority) in
+        [(&web, &warehouse, 0), (&web, &store, 1), (&pos, &store, 0)]
+    {
+        let mapping = ChannelMapping {
+            sales_channel_id: channel.id,
+            stock_location_id: location.id,
+            priority,
+        };
         catalog::map_channel_location(db, &mapping).await?;
     }
     catalog::create_shipping_option(db, name("DHL from Berlin")?, warehouse.id).await?;
     catalog::create_shipping_option(db, name("Pick-up in Hamburg")?, store.id).await?;
     let items = [
-        ("TSHIRT-BLK-M", "T-shirt, black, M", [(warehouse.id, 25, false), (store.id, 4, false)]),
-        ("MUG-LOGO", "Logo mug", [(warehouse.id, 10, false), (store.id, 0, false)]),
-        ("POSTER-A2", "Poster A2 (printed to order)", [(warehouse.id, 2, true), (store.id, 1, false)]),
+        (
+            "TSHIRT-BLK-M",
+            "T-shirt, black, M",
+            [(warehouse.id, 25, false), (store.id, 4, false)],
+        ),
+        (
+            "MUG-LOGO",
+            "Logo mug",
+            [(warehouse.id, 10, false), (store.id, 0, false)],
+        ),
+        (
+            "POSTER-A2",
+            "Poster A2 (printed to order)",
+            [(warehouse.id, 2, true), (store.id, 1, false)],
+        ),
     ];
     for (sku, title, levels) in items {
         let sku = Sku::parse(sku)?;

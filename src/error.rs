@@ -59,7 +59,10 @@ impl Error {
 
     /// Whether a later retry of the same request may succeed (Stripe gets a 503).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::LockTimeout | Error::Contention | Error::Unavailable)
+        matches!(
+            self,
+            Error::LockTimeout | Error::Contention | Error::Unavailable
+        )
     }
 
     /// Shorthand for a `BAD_USER_INPUT` error.

@@ -50,16 +50,27 @@ async fn graphql(
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
     if method == Method::GET && wants_html(&headers) {
-        let page = GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish();
+        let page = GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish();
         return Html(page).into_response();
     }
     let request = match request {
         Ok(request) => request.into_inner(),
         Err(rejection) => return rejection.into_response(),
     };
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
     let response = match auth::authenticate(&state.app.db, authorization).await {
-        Ok(caller) => state.schema.execute(request.data(caller)).await,
+        // One GraphQL request multiplexes hundreds of resolver futures in one task. Under
+        // tokio's cooperative budget the task would be forced to yield part-way through
+        // waking them, and the DataLoader's batch window would close on half a batch.
+        // Depth and complexity limits bound the work done without yielding.
+        Ok(caller) => {
+            tokio::task::coop::unconstrained(state.schema.execute(request.data(caller))).await
+        }
         Err(err) => {
             let error = async_graphql::Error::from(err).into_server_error(Pos::default());
             async_graphql::Response::from_errors(vec![error])
@@ -75,6 +86,9 @@ async fn health() -> StatusCode {
 async fn ready(State(state): State<HttpState>) -> StatusCode {
     match state.app.db.conn().ping().await {
         Ok(()) => StatusCode::OK,
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check: database did not answer");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }

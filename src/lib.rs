@@ -35,9 +35,13 @@ pub struct AppState {
 impl AppState {
     /// Connects to `config.database_url` and prepares the database (see [`AppState::from_connection`]).
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
-        let conn = db::connect(&config.database_url, config.db_pool_size, config.lock_timeout())
-            .await
-            .context("connecting to the database")?;
+        let conn = db::connect(
+            &config.database_url,
+            config.db_pool_size,
+            config.lock_timeout(),
+        )
+        .await
+        .context("connecting to the database")?;
         Self::from_connection(conn, config).await
     }
 
@@ -50,7 +54,10 @@ impl AppState {
                 .await
                 .context("registering STOCKROOM_ADMIN_KEY")?;
         }
-        Ok(AppState { db, config: Arc::new(config) })
+        Ok(AppState {
+            db,
+            config: Arc::new(config),
+        })
     }
 }
 
@@ -72,7 +79,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "Demo data loaded. Admin key, shown only now: {key}\n\
              In GraphiQL, add the header {{\"Authorization\": \"Bearer {key}\"}}"
         ),
-        None => println!("Admin keys: STOCKROOM_ADMIN_KEY, or `stockroom api-key create --name <name>`"),
+        None => {
+            println!("Admin keys: STOCKROOM_ADMIN_KEY, or `stockroom api-key create --name <name>`")
+        }
     }
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(async {

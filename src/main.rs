@@ -5,7 +5,11 @@ use stockroom::{AppState, Config, auth, graphql};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "stockroom", version, about = "Inventory backend that never oversells")]
+#[command(
+    name = "stockroom",
+    version,
+    about = "Inventory backend that never oversells"
+)]
 struct Cli {
     #[command(flatten)]
     config: Config,
@@ -38,12 +42,16 @@ enum ApiKeyAction {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => stockroom::serve(cli.config).await,
-        Command::ApiKey { action: ApiKeyAction::Create { name } } => {
+        Command::ApiKey {
+            action: ApiKeyAction::Create { name },
+        } => {
             let state = AppState::connect(cli.config).await?;
             println!("{}", auth::create_key(&state.db, &name).await?);
             Ok(())

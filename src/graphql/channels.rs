@@ -33,7 +33,10 @@ impl SalesChannel {
 
     /// Mapped locations, preferred (lowest priority number) first.
     async fn locations(&self, ctx: &Context<'_>) -> Result<Vec<ChannelLocation>> {
-        let mut mappings = loaders(ctx).load_one(MappingsOfChannel(self.0.id)).await?.unwrap_or_default();
+        let mut mappings = loaders(ctx)
+            .load_one(MappingsOfChannel(self.0.id))
+            .await?
+            .unwrap_or_default();
         mappings.sort_by_key(|mapping| (mapping.priority, mapping.id));
         Ok(mappings.into_iter().map(ChannelLocation).collect())
     }
@@ -74,7 +77,9 @@ impl ShippingOption {
 /// Loads a location that a foreign key points to.
 pub async fn load_location(ctx: &Context<'_>, id: i32) -> Result<StockLocation> {
     let location = loaders(ctx).load_one(LocationById(id)).await?;
-    Ok(StockLocation(location.ok_or_else(|| dangling("stock location", id))?))
+    Ok(StockLocation(
+        location.ok_or_else(|| dangling("stock location", id))?,
+    ))
 }
 
 #[derive(Default)]
@@ -131,9 +136,15 @@ pub struct ChannelMutation;
 impl ChannelMutation {
     /// Creates a sales channel with no locations.
     #[graphql(guard = "AdminGuard")]
-    async fn create_sales_channel(&self, ctx: &Context<'_>, input: CreateSalesChannelInput) -> Result<SalesChannel> {
+    async fn create_sales_channel(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateSalesChannelInput,
+    ) -> Result<SalesChannel> {
         let name = Name::parse(&input.name, "name")?;
-        Ok(SalesChannel(catalog::create_channel(&state(ctx).db, name).await?))
+        Ok(SalesChannel(
+            catalog::create_channel(&state(ctx).db, name).await?,
+        ))
     }
 
     /// Lets a channel sell from a location; mapping an existing pair again updates its priority.
@@ -148,7 +159,9 @@ impl ChannelMutation {
             stock_location_id: parse_id(&input.stock_location_id, "stock location")?,
             priority: input.priority,
         };
-        Ok(SalesChannel(catalog::map_channel_location(&state(ctx).db, &mapping).await?))
+        Ok(SalesChannel(
+            catalog::map_channel_location(&state(ctx).db, &mapping).await?,
+        ))
     }
 
     /// Creates a shipping option that ships from a location.
@@ -160,6 +173,8 @@ impl ChannelMutation {
     ) -> Result<ShippingOption> {
         let name = Name::parse(&input.name, "name")?;
         let location_id = parse_id(&input.stock_location_id, "stock location")?;
-        Ok(ShippingOption(catalog::create_shipping_option(&state(ctx).db, name, location_id).await?))
+        Ok(ShippingOption(
+            catalog::create_shipping_option(&state(ctx).db, name, location_id).await?,
+        ))
     }
 }

@@ -8,7 +8,9 @@ use entity::{inventory_item, inventory_level, stock_movement, stock_movement::Mo
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{
-    AdminGuard, channels::load_location, dangling, loaders,
+    AdminGuard,
+    channels::load_location,
+    dangling, loaders,
     loaders::{ItemById, LevelsOfItem},
     locations::StockLocation,
     pagination::Page,
@@ -43,7 +45,11 @@ impl InventoryItem {
     /// Stock of this item at each location that has a level for it.
     async fn levels(&self, ctx: &Context<'_>) -> Result<Vec<InventoryLevel>> {
         let levels = loaders(ctx).load_one(LevelsOfItem(self.0.id)).await?;
-        Ok(levels.unwrap_or_default().into_iter().map(InventoryLevel).collect())
+        Ok(levels
+            .unwrap_or_default()
+            .into_iter()
+            .map(InventoryLevel)
+            .collect())
     }
 }
 
@@ -59,7 +65,9 @@ impl InventoryLevel {
     async fn item(&self, ctx: &Context<'_>) -> Result<InventoryItem> {
         let id = self.0.inventory_item_id;
         let item = loaders(ctx).load_one(ItemById(id)).await?;
-        Ok(InventoryItem(item.ok_or_else(|| dangling("inventory item", id))?))
+        Ok(InventoryItem(
+            item.ok_or_else(|| dangling("inventory item", id))?,
+        ))
     }
 
     async fn location(&self, ctx: &Context<'_>) -> Result<StockLocation> {
@@ -159,7 +167,11 @@ pub struct InventoryQuery;
 impl InventoryQuery {
     /// The item with this sku, or null.
     #[graphql(guard = "AdminGuard")]
-    async fn inventory_item(&self, ctx: &Context<'_>, sku: String) -> Result<Option<InventoryItem>> {
+    async fn inventory_item(
+        &self,
+        ctx: &Context<'_>,
+        sku: String,
+    ) -> Result<Option<InventoryItem>> {
         let item = inventory_item::Entity::find()
             .filter(inventory_item::Column::Sku.eq(sku))
             .one(state(ctx).db.conn())
@@ -181,8 +193,16 @@ impl InventoryQuery {
         if let Some(after) = page.after {
             query = query.filter(inventory_item::Column::Id.gt(after));
         }
-        let rows = query.limit(page.fetch_limit()).all(state(ctx).db.conn()).await.map_err(Error::from)?;
-        Ok(page.connection(rows.into_iter().map(InventoryItem).collect(), |item| item.0.id.into()))
+        let rows = query
+            .limit(page.fetch_limit())
+            .all(state(ctx).db.conn())
+            .await
+            .map_err(Error::from)?;
+        Ok(
+            page.connection(rows.into_iter().map(InventoryItem).collect(), |item| {
+                item.0.id.into()
+            }),
+        )
     }
 
     /// Levels below zero (backordered), oldest level first.
@@ -200,8 +220,16 @@ impl InventoryQuery {
         if let Some(after) = page.after {
             query = query.filter(inventory_level::Column::Id.gt(after));
         }
-        let rows = query.limit(page.fetch_limit()).all(state(ctx).db.conn()).await.map_err(Error::from)?;
-        Ok(page.connection(rows.into_iter().map(InventoryLevel).collect(), |level| level.0.id.into()))
+        let rows = query
+            .limit(page.fetch_limit())
+            .all(state(ctx).db.conn())
+            .await
+            .map_err(Error::from)?;
+        Ok(
+            page.connection(rows.into_iter().map(InventoryLevel).collect(), |level| {
+                level.0.id.into()
+            }),
+        )
     }
 
     /// The stock ledger of one sku (optionally at one location), newest first.
@@ -222,9 +250,12 @@ impl InventoryQuery {
             .await
             .map_err(Error::from)?
             .ok_or_else(|| Error::not_found(format!("inventory item {sku}")))?;
-        let mut levels = inventory_level::Entity::find().filter(inventory_level::Column::InventoryItemId.eq(item.id));
+        let mut levels = inventory_level::Entity::find()
+            .filter(inventory_level::Column::InventoryItemId.eq(item.id));
         if let Some(location) = &stock_location_id {
-            levels = levels.filter(inventory_level::Column::StockLocationId.eq(parse_id(location, "stock location")?));
+            levels = levels.filter(
+                inventory_level::Column::StockLocationId.eq(parse_id(location, "stock location")?),
+            );
         }
         let location_of_level: HashMap<i32, i32> = levels
             .all(db)
@@ -234,12 +265,18 @@ impl InventoryQuery {
             .map(|level| (level.id, level.stock_location_id))
             .collect();
         let mut query = stock_movement::Entity::find()
-            .filter(stock_movement::Column::InventoryLevelId.is_in(location_of_level.keys().copied()))
+            .filter(
+                stock_movement::Column::InventoryLevelId.is_in(location_of_level.keys().copied()),
+            )
             .order_by_desc(stock_movement::Column::Id);
         if let Some(after) = page.after {
             query = query.filter(stock_movement::Column::Id.lt(after));
         }
-        let rows = query.limit(page.fetch_limit()).all(db).await.map_err(Error::from)?;
+        let rows = query
+            .limit(page.fetch_limit())
+            .all(db)
+            .await
+            .map_err(Error::from)?;
         let movements = rows
             .into_iter()
             .map(|row| StockMovement {
@@ -288,15 +325,25 @@ pub struct InventoryMutation;
 impl InventoryMutation {
     /// Creates an item; a duplicate sku is `BAD_USER_INPUT`.
     #[graphql(guard = "AdminGuard")]
-    async fn create_inventory_item(&self, ctx: &Context<'_>, input: CreateInventoryItemInput) -> Result<InventoryItem> {
+    async fn create_inventory_item(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateInventoryItemInput,
+    ) -> Result<InventoryItem> {
         let sku = Sku::parse(&input.sku)?;
         let title = Name::parse(&input.title, "title")?;
-        Ok(InventoryItem(catalog::create_item(&state(ctx).db, sku, title).await?))
+        Ok(InventoryItem(
+            catalog::create_item(&state(ctx).db, sku, title).await?,
+        ))
     }
 
     /// Sets a level to an absolute quantity, creating it if missing.
     #[graphql(guard = "AdminGuard")]
-    async fn set_stock_level(&self, ctx: &Context<'_>, input: SetStockLevelInput) -> Result<InventoryLevel> {
+    async fn set_stock_level(
+        &self,
+        ctx: &Context<'_>,
+        input: SetStockLevelInput,
+    ) -> Result<InventoryLevel> {
         let cmd = SetStockLevel {
             sku: Sku::parse(&input.sku)?,
             stock_location_id: parse_id(&input.stock_location_id, "stock location")?,
@@ -304,12 +351,18 @@ impl InventoryMutation {
             allow_backorder: input.allow_backorder,
             expected_version: input.expected_version,
         };
-        Ok(InventoryLevel(stock::set_stock_level(&state(ctx).db, &cmd).await?))
+        Ok(InventoryLevel(
+            stock::set_stock_level(&state(ctx).db, &cmd).await?,
+        ))
     }
 
     /// Changes a level by `delta`, recorded in the ledger as an ADJUSTMENT.
     #[graphql(guard = "AdminGuard")]
-    async fn adjust_stock(&self, ctx: &Context<'_>, input: AdjustStockInput) -> Result<InventoryLevel> {
+    async fn adjust_stock(
+        &self,
+        ctx: &Context<'_>,
+        input: AdjustStockInput,
+    ) -> Result<InventoryLevel> {
         let cmd = AdjustStock {
             sku: Sku::parse(&input.sku)?,
             stock_location_id: parse_id(&input.stock_location_id, "stock location")?,
@@ -317,6 +370,8 @@ impl InventoryMutation {
             note: input.reason,
             expected_version: input.expected_version,
         };
-        Ok(InventoryLevel(stock::adjust_stock(&state(ctx).db, &cmd).await?))
+        Ok(InventoryLevel(
+            stock::adjust_stock(&state(ctx).db, &cmd).await?,
+        ))
     }
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 use entity::{
-    inventory_item, inventory_level, order_line, reservation_line, sales_channel, sales_channel_location,
-    stock_location,
+    inventory_item, inventory_level, order_line, reservation_line, sales_channel,
+    sales_channel_location, stock_location,
 };
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 
@@ -27,12 +27,20 @@ impl Loaders {
         Loaders { db }
     }
 
-    async fn rows<E: EntityTrait>(&self, column: E::Column, ids: impl IntoIterator<Item = i32>) -> Result<Vec<E::Model>, Error>
+    async fn rows<E: EntityTrait>(
+        &self,
+        column: E::Column,
+        ids: impl IntoIterator<Item = i32>,
+    ) -> Result<Vec<E::Model>, Error>
     where
         E::Column: ColumnTrait,
     {
         let ids: Vec<i32> = ids.into_iter().collect();
-        Ok(E::find().filter(column.is_in(ids)).order_by_asc(column).all(&self.db).await?)
+        Ok(E::find()
+            .filter(column.is_in(ids))
+            .order_by_asc(column)
+            .all(&self.db)
+            .await?)
     }
 
     async fn by_id<E: EntityTrait>(

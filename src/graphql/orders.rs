@@ -6,7 +6,9 @@ use entity::{order_line, orders, orders::OrderStatus, sales_channel};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{
-    AdminGuard, channels::{SalesChannel, load_location}, loaders,
+    AdminGuard,
+    channels::{SalesChannel, load_location},
+    loaders,
     loaders::{ChannelById, LinesOfOrder},
     locations::StockLocation,
     pagination::Page,
@@ -29,7 +31,9 @@ impl Order {
 
     /// Null only for a rejected order whose channel was unknown.
     async fn sales_channel(&self, ctx: &Context<'_>) -> Result<Option<SalesChannel>> {
-        let Some(id) = self.0.sales_channel_id else { return Ok(None) };
+        let Some(id) = self.0.sales_channel_id else {
+            return Ok(None);
+        };
         let channel: Option<sales_channel::Model> = loaders(ctx).load_one(ChannelById(id)).await?;
         Ok(channel.map(SalesChannel))
     }
@@ -44,7 +48,11 @@ impl Order {
 
     async fn lines(&self, ctx: &Context<'_>) -> Result<Vec<OrderLine>> {
         let lines = loaders(ctx).load_one(LinesOfOrder(self.0.id)).await?;
-        Ok(lines.unwrap_or_default().into_iter().map(OrderLine).collect())
+        Ok(lines
+            .unwrap_or_default()
+            .into_iter()
+            .map(OrderLine)
+            .collect())
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
@@ -87,14 +95,23 @@ impl OrderQuery {
     /// The order with this id, or null.
     #[graphql(guard = "AdminGuard")]
     async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
-        let Ok(id) = id.parse::<i32>() else { return Ok(None) };
-        let order = orders::Entity::find_by_id(id).one(state(ctx).db.conn()).await.map_err(Error::from)?;
+        let Ok(id) = id.parse::<i32>() else {
+            return Ok(None);
+        };
+        let order = orders::Entity::find_by_id(id)
+            .one(state(ctx).db.conn())
+            .await
+            .map_err(Error::from)?;
         Ok(order.map(Order))
     }
 
     /// The order made for a Stripe PaymentIntent, or null.
     #[graphql(guard = "AdminGuard")]
-    async fn order_by_payment_intent(&self, ctx: &Context<'_>, payment_intent_id: String) -> Result<Option<Order>> {
+    async fn order_by_payment_intent(
+        &self,
+        ctx: &Context<'_>,
+        payment_intent_id: String,
+    ) -> Result<Option<Order>> {
         let order = orders::Entity::find()
             .filter(orders::Column::PaymentIntentId.eq(payment_intent_id))
             .one(state(ctx).db.conn())
@@ -120,7 +137,15 @@ impl OrderQuery {
         if let Some(after) = page.after {
             query = query.filter(orders::Column::Id.gt(after));
         }
-        let rows = query.limit(page.fetch_limit()).all(state(ctx).db.conn()).await.map_err(Error::from)?;
-        Ok(page.connection(rows.into_iter().map(Order).collect(), |order| order.0.id.into()))
+        let rows = query
+            .limit(page.fetch_limit())
+            .all(state(ctx).db.conn())
+            .await
+            .map_err(Error::from)?;
+        Ok(
+            page.connection(rows.into_iter().map(Order).collect(), |order| {
+                order.0.id.into()
+            }),
+        )
     }
 }

@@ -12,7 +12,12 @@ pub struct StorefrontQuery;
 impl StorefrontQuery {
     /// Units available per sku through a sales channel's locations (never negative);
     /// unknown skus come back as not in stock. At most 250 skus per call.
-    async fn availability(&self, ctx: &Context<'_>, sales_channel_id: ID, skus: Vec<String>) -> Result<Vec<SkuAvailability>> {
+    async fn availability(
+        &self,
+        ctx: &Context<'_>,
+        sales_channel_id: ID,
+        skus: Vec<String>,
+    ) -> Result<Vec<SkuAvailability>> {
         let channel_id = parse_id(&sales_channel_id, "sales channel")?;
         Ok(availability::for_channel(&state(ctx).db, channel_id, &skus).await?)
     }

@@ -30,9 +30,15 @@ pub struct SkuAvailability {
 }
 
 /// Availability of `skus` (in the order asked) through `channel_id`'s mapped locations.
-pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Result<Vec<SkuAvailability>> {
+pub async fn for_channel(
+    db: &Database,
+    channel_id: i32,
+    skus: &[String],
+) -> Result<Vec<SkuAvailability>> {
     if skus.len() > MAX_SKUS {
-        return Err(Error::bad_input(format!("at most {MAX_SKUS} skus per call")));
+        return Err(Error::bad_input(format!(
+            "at most {MAX_SKUS} skus per call"
+        )));
     }
     let conn = db.conn();
     lookup::by_id::<sales_channel::Entity>(conn, channel_id, "sales channel").await?;
@@ -49,7 +55,10 @@ pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Res
         .filter(inventory_item::Column::Sku.is_in(valid_skus))
         .all(conn)
         .await?;
-    let sku_of_item: HashMap<i32, &str> = items.iter().map(|item| (item.id, item.sku.as_str())).collect();
+    let sku_of_item: HashMap<i32, &str> = items
+        .iter()
+        .map(|item| (item.id, item.sku.as_str()))
+        .collect();
     let levels = inventory_level::Entity::find()
         .filter(inventory_level::Column::InventoryItemId.is_in(sku_of_item.keys().copied()))
         .filter(inventory_level::Column::StockLocationId.is_in(location_ids))
@@ -57,7 +66,9 @@ pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Res
         .await?;
     let mut totals: HashMap<&str, (i64, bool)> = HashMap::new();
     for level in &levels {
-        let entry = totals.entry(sku_of_item[&level.inventory_item_id]).or_default();
+        let entry = totals
+            .entry(sku_of_item[&level.inventory_item_id])
+            .or_default();
         entry.0 += i64::from((level.stocked_quantity - level.reserved_quantity).max(0));
         entry.1 |= level.allow_backorder;
     }
@@ -66,7 +77,12 @@ pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Res
         .map(|sku| {
             let (available, backorderable) = totals.get(sku.as_str()).copied().unwrap_or_default();
             let available = i32::try_from(available).unwrap_or(i32::MAX);
-            SkuAvailability { sku: sku.clone(), available, in_stock: available > 0, backorderable }
+            SkuAvailability {
+                sku: sku.clone(),
+                available,
+                in_stock: available > 0,
+                backorderable,
+            }
         })
         .collect())
 }

@@ -24,7 +24,14 @@ pub struct Movement {
 impl Movement {
     /// A change of `stocked_quantity` only.
     pub fn stocked(reason: MovementReason, delta: i32) -> Self {
-        Movement { reason, delta, reserved_delta: 0, order_id: None, reservation_id: None, note: None }
+        Movement {
+            reason,
+            delta,
+            reserved_delta: 0,
+            order_id: None,
+            reservation_id: None,
+            note: None,
+        }
     }
 
     fn row(self, after: &inventory_level::Model) -> stock_movement::ActiveModel {
@@ -49,10 +56,15 @@ pub async fn record(
     txn: &impl ConnectionTrait,
     movements: impl IntoIterator<Item = (Movement, &inventory_level::Model)>,
 ) -> Result<()> {
-    let rows: Vec<_> = movements.into_iter().map(|(movement, after)| movement.row(after)).collect();
+    let rows: Vec<_> = movements
+        .into_iter()
+        .map(|(movement, after)| movement.row(after))
+        .collect();
     if rows.is_empty() {
         return Ok(());
     }
-    stock_movement::Entity::insert_many(rows).exec_without_returning(txn).await?;
+    stock_movement::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
     Ok(())
 }

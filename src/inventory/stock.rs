@@ -13,8 +13,10 @@
 use chrono::Utc;
 use entity::{inventory_level, stock_movement::MovementReason};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction,
-    EntityTrait, QueryFilter, QuerySelect,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -53,12 +55,14 @@ pub struct AdjustStock {
 
 /// Applies a [`SetStockLevel`] in its own write transaction.
 pub async fn set_stock_level(db: &Database, cmd: &SetStockLevel) -> Result<inventory_level::Model> {
-    db.write(cmd, |txn, cmd| Box::pin(set_stock_level_in(txn, cmd))).await
+    db.write(cmd, |txn, cmd| Box::pin(set_stock_level_in(txn, cmd)))
+        .await
 }
 
 /// Applies an [`AdjustStock`] in its own write transaction.
 pub async fn adjust_stock(db: &Database, cmd: &AdjustStock) -> Result<inventory_level::Model> {
-    db.write(cmd, |txn, cmd| Box::pin(adjust_stock_in(txn, cmd))).await
+    db.write(cmd, |txn, cmd| Box::pin(adjust_stock_in(txn, cmd)))
+        .await
 }
 
 fn check_backorder_rule(stocked_quantity: i32, allow_backorder: bool) -> Result<()> {
@@ -70,7 +74,10 @@ fn check_backorder_rule(stocked_quantity: i32, allow_backorder: bool) -> Result<
     Ok(())
 }
 
-async fn set_stock_level_in(txn: &DatabaseTransaction, cmd: &SetStockLevel) -> Result<inventory_level::Model> {
+async fn set_stock_level_in(
+    txn: &DatabaseTransaction,
+    cmd: &SetStockLevel,
+) -> Result<inventory_level::Model> {
     let item = lookup::item_by_sku(txn, &cmd.sku).await?;
     lookup::location(txn, cmd.stock_location_id).await?;
     let current = inventory_level::Entity::find()
@@ -85,7 +92,10 @@ async fn set_stock_level_in(txn: &DatabaseTransaction, cmd: &SetStockLevel) -> R
     if let Some(expected) = cmd.expected_version
         && expected != current.version
     {
-        return Err(Error::VersionConflict { expected, current: current.version });
+        return Err(Error::VersionConflict {
+            expected,
+            current: current.version,
+        });
     }
     let allow_backorder = cmd.allow_backorder.unwrap_or(current.allow_backorder);
     check_backorder_rule(cmd.stocked_quantity, allow_backorder)?;
@@ -105,13 +115,24 @@ async fn set_stock_level_in(txn: &DatabaseTransaction, cmd: &SetStockLevel) -> R
         return Err(version_conflict(txn, current.id, current.version).await);
     };
     let delta = written.stocked_quantity - current.stocked_quantity;
-    ledger::record(txn, [(Movement::stocked(MovementReason::Set, delta), &written)]).await?;
+    ledger::record(
+        txn,
+        [(Movement::stocked(MovementReason::Set, delta), &written)],
+    )
+    .await?;
     Ok(written)
 }
 
-async fn create_level(txn: &DatabaseTransaction, cmd: &SetStockLevel, item_id: i32) -> Result<inventory_level::Model> {
+async fn create_level(
+    txn: &DatabaseTransaction,
+    cmd: &SetStockLevel,
+    item_id: i32,
+) -> Result<inventory_level::Model> {
     if let Some(expected) = cmd.expected_version.filter(|version| *version != 0) {
-        return Err(Error::VersionConflict { expected, current: 0 });
+        return Err(Error::VersionConflict {
+            expected,
+            current: 0,
+        });
     }
     let allow_backorder = cmd.allow_backorder.unwrap_or(false);
     check_backorder_rule(cmd.stocked_quantity, allow_backorder)?;
@@ -131,13 +152,22 @@ async fn create_level(txn: &DatabaseTransaction, cmd: &SetStockLevel, item_id: i
     .await
     // A concurrent request created the level first: start over, and the retry takes
     // the "level exists" path with its version check.
-    .map_err(|err| if is_unique_violation(&err) { Error::Contention } else { err.into() })?;
+    .map_err(|err| {
+        if is_unique_violation(&err) {
+            Error::Contention
+        } else {
+            err.into()
+        }
+    })?;
     let movement = Movement::stocked(MovementReason::Set, created.stocked_quantity);
     ledger::record(txn, [(movement, &created)]).await?;
     Ok(created)
 }
 
-async fn adjust_stock_in(txn: &DatabaseTransaction, cmd: &AdjustStock) -> Result<inventory_level::Model> {
+async fn adjust_stock_in(
+    txn: &DatabaseTransaction,
+    cmd: &AdjustStock,
+) -> Result<inventory_level::Model> {
     if cmd.delta == 0 {
         return Err(Error::bad_input("delta must not be zero"));
     }
@@ -151,7 +181,11 @@ async fn adjust_stock_in(txn: &DatabaseTransaction, cmd: &AdjustStock) -> Result
         .filter(Level::InventoryItemId.eq(item.id))
         .filter(Level::StockLocationId.eq(cmd.stock_location_id))
         .filter(after.clone().between(-MAX_STOCK, MAX_STOCK))
-        .filter(Condition::any().add(Level::AllowBackorder.eq(true)).add(after.gte(0)));
+        .filter(
+            Condition::any()
+                .add(Level::AllowBackorder.eq(true))
+                .add(after.gte(0)),
+        );
     if let Some(expected) = cmd.expected_version {
         update = update.filter(Level::Version.eq(expected));
     }
@@ -160,13 +194,20 @@ async fn adjust_stock_in(txn: &DatabaseTransaction, cmd: &AdjustStock) -> Result
     let Some(written) = update.exec_with_returning(txn).await?.pop() else {
         return Err(explain_refused_adjustment(txn, cmd, item.id).await);
     };
-    let movement = Movement { note: cmd.note.clone(), ..Movement::stocked(MovementReason::Adjustment, cmd.delta) };
+    let movement = Movement {
+        note: cmd.note.clone(),
+        ..Movement::stocked(MovementReason::Adjustment, cmd.delta)
+    };
     ledger::record(txn, [(movement, &written)]).await?;
     Ok(written)
 }
 
 /// Says why the guarded adjustment matched no row.
-async fn explain_refused_adjustment(txn: &DatabaseTransaction, cmd: &AdjustStock, item_id: i32) -> Error {
+async fn explain_refused_adjustment(
+    txn: &DatabaseTransaction,
+    cmd: &AdjustStock,
+    item_id: i32,
+) -> Error {
     let level = inventory_level::Entity::find()
         .filter(Level::InventoryItemId.eq(item_id))
         .filter(Level::StockLocationId.eq(cmd.stock_location_id))
@@ -179,10 +220,13 @@ async fn explain_refused_adjustment(txn: &DatabaseTransaction, cmd: &AdjustStock
             cmd.sku, cmd.stock_location_id
         )),
         Ok(Some(level)) => match cmd.expected_version {
-            Some(expected) if expected != level.version => {
-                Error::VersionConflict { expected, current: level.version }
-            }
-            _ if (i64::from(level.stocked_quantity) + i64::from(cmd.delta)).abs() > i64::from(MAX_STOCK) => {
+            Some(expected) if expected != level.version => Error::VersionConflict {
+                expected,
+                current: level.version,
+            },
+            _ if (i64::from(level.stocked_quantity) + i64::from(cmd.delta)).abs()
+                > i64::from(MAX_STOCK) =>
+            {
                 Error::bad_input(format!("stock must stay within ±{MAX_STOCK}"))
             }
             _ => Error::bad_input(format!(
@@ -195,8 +239,14 @@ async fn explain_refused_adjustment(txn: &DatabaseTransaction, cmd: &AdjustStock
 
 /// The `VERSION_CONFLICT` for a level whose guarded write matched nothing.
 pub async fn version_conflict(conn: &impl ConnectionTrait, level_id: i32, expected: i32) -> Error {
-    match inventory_level::Entity::find_by_id(level_id).one(conn).await {
-        Ok(Some(level)) => Error::VersionConflict { expected, current: level.version },
+    match inventory_level::Entity::find_by_id(level_id)
+        .one(conn)
+        .await
+    {
+        Ok(Some(level)) => Error::VersionConflict {
+            expected,
+            current: level.version,
+        },
         Ok(None) => Error::not_found(format!("stock level {level_id}")),
         Err(err) => err.into(),
     }

@@ -1,0 +1,491 @@
+//! `TestApp`: the real router on a fresh, throw-away database, plus fixture builders and
+//! invariant checks. Every test runs through [`on_each_backend`], once on SQLite and once
+//! on PostgreSQL (`TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! Without a reachable PostgreSQL the PostgreSQL half is skipped loudly, unless `CI` is
+//! set: then it fails.
+
+use std::{
+    collections::HashMap,
+    future::{Future, IntoFuture},
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use axum::{Router, body::Body, http::Request};
+use entity::{inventory_level, stock_movement};
+use http_body_util::BodyExt;
+use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder, Statement};
+use serde_json::{Value, json};
+use stockroom::{
+    AppState, Config,
+    db::{self, Database},
+    inventory::{
+        catalog::{self, ChannelMapping},
+        stock::{self, SetStockLevel},
+        values::{Name, Sku},
+    },
+};
+use tokio::sync::Barrier;
+
+/// The admin key every test app accepts (registered as `STOCKROOM_ADMIN_KEY`).
+pub const ADMIN_KEY: &str = "srk_test_admin_key_0123456789";
+
+/// Which engine a test app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A throw-away database, removed when dropped (also when the test panics).
+enum TestDatabase {
+    Sqlite(std::path::PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match self {
+            TestDatabase::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    std::fs::remove_file(file).ok();
+                }
+            }
+            TestDatabase::Postgres { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // Drop runs outside any async context we could borrow, so the DROP gets
+                // its own thread and runtime.
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    runtime.block_on(async {
+                        if let Ok(admin) = sea_orm::Database::connect(&admin_url).await {
+                            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                            admin.execute_unprepared(&sql).await.ok();
+                        }
+                    });
+                })
+                .join()
+                .ok();
+            }
+        }
+    }
+}
+
+/// Sends GraphQL requests through the real router; cheap to clone into racing tasks.
+#[derive(Clone)]
+pub struct Client {
+    router: Router,
+    key: Option<String>,
+}
+
+/// A GraphQL response body.
+#[derive(Debug, Clone)]
+pub struct Gql(pub Value);
+
+impl Gql {
+    /// `data`, asserting there were no errors.
+    pub fn data(&self) -> &Value {
+        assert!(
+            self.0.get("errors").is_none(),
+            "unexpected GraphQL errors: {}",
+            self.0
+        );
+        &self.0["data"]
+    }
+
+    /// The first error's `extensions.code`, if any.
+    pub fn error_code(&self) -> Option<&str> {
+        self.0["errors"][0]["extensions"]["code"].as_str()
+    }
+
+    /// The first error's extensions, asserting there is an error.
+    pub fn error_extensions(&self) -> &Value {
+        assert!(
+            self.0.get("errors").is_some(),
+            "expected an error, got {}",
+            self.0
+        );
+        &self.0["errors"][0]["extensions"]
+    }
+}
+
+impl Client {
+    /// The same client without an admin key.
+    pub fn anonymous(&self) -> Client {
+        Client {
+            router: self.router.clone(),
+            key: None,
+        }
+    }
+
+    /// The same client presenting `key`.
+    pub fn with_key(&self, key: &str) -> Client {
+        Client {
+            router: self.router.clone(),
+            key: Some(key.to_owned()),
+        }
+    }
+
+    /// Sends a raw HTTP request; returns status and body.
+    pub async fn send(&self, request: Request<Body>) -> (u16, axum::body::Bytes) {
+        use tower::ServiceExt;
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router never fails");
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, body)
+    }
+
+    /// Runs a GraphQL operation over HTTP POST.
+    pub async fn gql(&self, query: &str, variables: Value) -> Gql {
+        let mut request = Request::post("/graphql").header("content-type", "application/json");
+        if let Some(key) = &self.key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        let (status, body) = self.send(request.body(Body::from(body)).unwrap()).await;
+        assert_eq!(
+            status,
+            200,
+            "GraphQL answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Gql(serde_json::from_slice(&body).expect("GraphQL answers JSON"))
+    }
+}
+
+/// The app under test.
+pub struct TestApp {
+    pub backend: Backend,
+    state: AppState,
+    client: Client,
+    statements: Arc<AtomicUsize>,
+    _database: TestDatabase,
+}
+
+fn unique_name() -> String {
+    format!("stockroom_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+impl TestApp {
+    async fn start(backend: Backend, url: &str, database: TestDatabase) -> TestApp {
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
+        tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(filter)
+            .try_init()
+            .ok();
+        let mut config = Config::for_database(url);
+        config.admin_key = Some(ADMIN_KEY.parse().unwrap());
+        let mut conn = db::connect(url, config.db_pool_size, config.lock_timeout())
+            .await
+            .expect("connect");
+        let statements = Arc::new(AtomicUsize::new(0));
+        let counter = statements.clone();
+        conn.set_metric_callback(move |info| {
+            if std::env::var_os("SHOW_SQL").is_some() {
+                eprintln!("SQL: {}", info.statement);
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        let state = AppState::from_connection(conn, config)
+            .await
+            .expect("migrate");
+        let router = stockroom::http::router(state.clone());
+        TestApp {
+            backend,
+            state,
+            client: Client {
+                router,
+                key: Some(ADMIN_KEY.to_owned()),
+            },
+            statements,
+            _database: database,
+        }
+    }
+
+    /// A fresh SQLite file in the temp directory.
+    pub async fn sqlite() -> TestApp {
+        let path = std::env::temp_dir().join(format!("{}.sqlite", unique_name()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        TestApp::start(Backend::Sqlite, &url, TestDatabase::Sqlite(path)).await
+    }
+
+    /// A fresh PostgreSQL database, or `None` (loudly) if PostgreSQL is unreachable.
+    pub async fn postgres() -> Option<TestApp> {
+        let admin_url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let admin = match sea_orm::Database::connect(&admin_url).await {
+            Ok(admin) => admin,
+            Err(err) if std::env::var_os("CI").is_some() => {
+                panic!("CI is set but PostgreSQL at {admin_url} is unreachable: {err}")
+            }
+            Err(err) => {
+                eprintln!(
+                    "\n!!!!! PostgreSQL at {admin_url} is unreachable ({err}).\n\
+                     !!!!! SKIPPING the PostgreSQL half of this test. Set TEST_DATABASE_URL or start PostgreSQL.\n"
+                );
+                return None;
+            }
+        };
+        let name = unique_name();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create database");
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("TEST_DATABASE_URL has a database path");
+        let url = format!("{base}/{name}");
+        let database = TestDatabase::Postgres {
+            admin_url: admin_url.clone(),
+            name,
+        };
+        Some(TestApp::start(Backend::Postgres, &url, database).await)
+    }
+
+    /// The HTTP client for this app (admin by default).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The domain-level handle on the database.
+    pub fn db(&self) -> &Database {
+        &self.state.db
+    }
+
+    /// SQL statements run so far through the app's pool.
+    pub fn statements_run(&self) -> usize {
+        self.statements.load(Ordering::SeqCst)
+    }
+
+    /// Runs a GraphQL operation as admin.
+    pub async fn gql(&self, query: &str, variables: Value) -> Gql {
+        self.client.gql(query, variables).await
+    }
+
+    /// Creates a stock location; returns its id.
+    pub async fn location(&self, name: &str) -> i32 {
+        catalog::create_location(self.db(), Name::parse(name, "name").unwrap())
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// Creates a channel mapped to `locations` as (location id, priority); returns its id.
+    pub async fn channel(&self, name: &str, locations: &[(i32, i32)]) -> i32 {
+        let channel = catalog::create_channel(self.db(), Name::parse(name, "name").unwrap())
+            .await
+            .unwrap();
+        for &(stock_location_id, priority) in locations {
+            let mapping = ChannelMapping {
+                sales_channel_id: channel.id,
+                stock_location_id,
+                priority,
+            };
+            catalog::map_channel_location(self.db(), &mapping)
+                .await
+                .unwrap();
+        }
+        channel.id
+    }
+
+    /// Starts building an item: `app.item("A-1").level(loc, 5).backorder_level(other, 0).await`.
+    pub fn item<'a>(&'a self, sku: &str) -> ItemBuilder<'a> {
+        ItemBuilder {
+            app: self,
+            sku: sku.to_owned(),
+            levels: Vec::new(),
+        }
+    }
+
+    /// The level of `sku` at `location`.
+    pub async fn level(&self, sku: &str, location: i32) -> inventory_level::Model {
+        let item =
+            stockroom::inventory::lookup::item_by_sku(self.db().conn(), &Sku::parse(sku).unwrap())
+                .await
+                .unwrap();
+        inventory_level::Entity::find()
+            .all(self.db().conn())
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|level| level.inventory_item_id == item.id && level.stock_location_id == location)
+            .expect("level exists")
+    }
+
+    /// Counts rows of a table.
+    pub async fn count(&self, table: &str) -> i64 {
+        let backend = self.db().backend();
+        let row = self
+            .db()
+            .conn()
+            .query_one_raw(Statement::from_string(
+                backend,
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    }
+
+    /// Asserts the ledger invariant for every level: the quantity before the first
+    /// movement plus all deltas equals the current quantity (stocked and reserved), and
+    /// each movement's `*_after` continues from the previous one.
+    pub async fn assert_ledger_matches_levels(&self) {
+        let conn = self.db().conn();
+        let levels = inventory_level::Entity::find().all(conn).await.unwrap();
+        let movements = stock_movement::Entity::find()
+            .order_by_asc(stock_movement::Column::Id)
+            .all(conn)
+            .await
+            .unwrap();
+        let mut by_level: HashMap<i32, Vec<&stock_movement::Model>> = HashMap::new();
+        for movement in &movements {
+            by_level
+                .entry(movement.inventory_level_id)
+                .or_default()
+                .push(movement);
+        }
+        for level in &levels {
+            let moves = by_level
+                .get(&level.id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let first = moves
+                .first()
+                .expect("every level has at least its creating movement");
+            let mut stocked = first.stocked_after - first.delta;
+            let mut reserved = first.reserved_after - first.reserved_delta;
+            for movement in moves {
+                stocked += movement.delta;
+                reserved += movement.reserved_delta;
+                assert_eq!(
+                    stocked, movement.stocked_after,
+                    "ledger chain broken at movement {}",
+                    movement.id
+                );
+                assert_eq!(
+                    reserved, movement.reserved_after,
+                    "ledger chain broken at movement {}",
+                    movement.id
+                );
+            }
+            assert_eq!(
+                stocked, level.stocked_quantity,
+                "ledger sum != stocked for level {}",
+                level.id
+            );
+            assert_eq!(
+                reserved, level.reserved_quantity,
+                "ledger sum != reserved for level {}",
+                level.id
+            );
+        }
+    }
+}
+
+/// Builds an inventory item with levels; `.await` creates it and returns the item id.
+pub struct ItemBuilder<'a> {
+    app: &'a TestApp,
+    sku: String,
+    levels: Vec<(i32, i32, bool)>,
+}
+
+impl<'a> ItemBuilder<'a> {
+    /// A level at `location` with `quantity` units, no backorder.
+    pub fn level(mut self, location: i32, quantity: i32) -> Self {
+        self.levels.push((location, quantity, false));
+        self
+    }
+
+    /// A level at `location` with `quantity` units that allows backorder.
+    pub fn backorder_level(mut self, location: i32, quantity: i32) -> Self {
+        self.levels.push((location, quantity, true));
+        self
+    }
+}
+
+impl<'a> IntoFuture for ItemBuilder<'a> {
+    type Output = i32;
+    type IntoFuture = Pin<Box<dyn Future<Output = i32> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let sku = Sku::parse(&self.sku).unwrap();
+            let title = Name::parse(&format!("Item {}", self.sku), "title").unwrap();
+            let item = catalog::create_item(self.app.db(), sku.clone(), title)
+                .await
+                .unwrap();
+            for (stock_location_id, stocked_quantity, allow_backorder) in self.levels {
+                let cmd = SetStockLevel {
+                    sku: sku.clone(),
+                    stock_location_id,
+                    stocked_quantity,
+                    allow_backorder: Some(allow_backorder),
+                    expected_version: None,
+                };
+                stock::set_stock_level(self.app.db(), &cmd).await.unwrap();
+            }
+            item.id
+        })
+    }
+}
+
+/// Runs `test` on a fresh SQLite app, then on a fresh PostgreSQL app.
+pub async fn on_each_backend<F, Fut>(test: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    eprintln!("--- on SQLite");
+    test(TestApp::sqlite().await).await;
+    if let Some(app) = TestApp::postgres().await {
+        eprintln!("--- on PostgreSQL");
+        test(app).await;
+    }
+}
+
+/// Starts `tasks` copies of `task` at the same moment (behind a barrier) and collects
+/// their results in task order.
+pub async fn race<T, F, Fut>(tasks: usize, task: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(tasks));
+    let handles: Vec<_> = (0..tasks)
+        .map(|index| {
+            let barrier = barrier.clone();
+            let work = task(index);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                work.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks);
+    for handle in handles {
+        results.push(handle.await.expect("racing task panicked"));
+    }
+    results
+}

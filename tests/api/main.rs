@@ -1,0 +1,13 @@
+//! Integration tests: the real router on fresh SQLite and PostgreSQL databases.
+//!
+//! One test binary with a module per capability, rather than one binary per file: each
+//! binary links the whole dependency tree, and on a 2-core machine that link is the
+//! slowest part of `cargo test`.
+
+mod helpers;
+
+mod catalog;
+mod n_plus_one;
+mod schema;
+mod stock_levels;
+mod storefront;

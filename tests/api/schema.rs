@@ -1,0 +1,56 @@
+use axum::{body::Body, http::Request};
+use serde_json::json;
+
+use crate::helpers::on_each_backend;
+
+#[test]
+fn schema_file_matches_the_served_schema() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .expect("schema.graphql exists");
+    assert!(
+        committed == stockroom::graphql::sdl(),
+        "schema.graphql is out of date: run `cargo run -q -- schema > schema.graphql`"
+    );
+}
+
+#[tokio::test]
+async fn overly_deep_queries_are_refused() {
+    on_each_backend(|app| async move {
+        let deep = "{ stockLocations { levels { location { levels { location { levels { location { levels { location { levels { location { name } } } } } } } } } } } }";
+        let response = app.gql(deep, json!({})).await;
+        let message = response.0["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("nested too deep"), "expected a depth error, got {}", response.0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    on_each_backend(|app| async move {
+        let (status, _) = app
+            .client()
+            .send(Request::get("/health").body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, 200);
+        let (status, _) = app
+            .client()
+            .send(Request::get("/ready").body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, 200);
+        let (status, body) = app
+            .client()
+            .send(
+                Request::get("/graphql")
+                    .header("accept", "text/html")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert!(
+            String::from_utf8_lossy(&body).contains("graphiql"),
+            "GraphiQL page expected"
+        );
+    })
+    .await;
+}
