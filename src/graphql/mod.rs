@@ -39,6 +39,7 @@ pub struct MutationRoot(
     locations::LocationMutation,
     channels::ChannelMutation,
     inventory::InventoryMutation,
+    orders::OrderMutation,
 );
 
 /// The served schema.

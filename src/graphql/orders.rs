@@ -1,6 +1,6 @@
 //! Orders: the `Order` type and the admin queries over orders.
 
-use async_graphql::{Context, ID, Object, Result, connection::Connection};
+use async_graphql::{Context, ID, InputObject, Object, Result, connection::Connection};
 use chrono::{DateTime, Utc};
 use entity::{order_line, orders, orders::OrderStatus, sales_channel};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -12,9 +12,15 @@ use super::{
     loaders::{ChannelById, LinesOfOrder},
     locations::StockLocation,
     pagination::Page,
-    state, to_id,
+    parse_id, state, to_id,
 };
-use crate::error::Error;
+use crate::{
+    error::Error,
+    inventory::{
+        placement::{self, LineRequest, PlaceOrder},
+        values::{PaymentIntentId, Quantity, Sku},
+    },
+};
 
 /// An order: PLACED (stock taken) or REJECTED (with a reason).
 pub struct Order(pub orders::Model);
@@ -147,5 +153,62 @@ impl OrderQuery {
                 order.0.id.into()
             }),
         )
+    }
+}
+
+/// One requested order or reservation line.
+#[derive(InputObject)]
+pub struct OrderLineInput {
+    pub sku: String,
+    /// Positive.
+    pub quantity: i32,
+}
+
+/// Parses requested lines into domain lines.
+pub fn parse_lines(lines: &[OrderLineInput]) -> Result<Vec<LineRequest>, Error> {
+    lines
+        .iter()
+        .map(|line| {
+            Ok(LineRequest {
+                sku: Sku::parse(&line.sku)?,
+                quantity: Quantity::parse(line.quantity)?,
+            })
+        })
+        .collect()
+}
+
+#[derive(InputObject)]
+pub struct PlaceOrderInput {
+    /// The idempotency key: placing again with the same id returns the existing order.
+    pub payment_intent_id: String,
+    pub sales_channel_id: ID,
+    /// Ship from this option's location if it can serve a line (it must be mapped to the channel).
+    pub shipping_option_id: Option<ID>,
+    /// Key of an ACTIVE reservation to commit. An unknown key is placed as if none was given.
+    pub reservation_key: Option<String>,
+    pub lines: Vec<OrderLineInput>,
+}
+
+#[derive(Default)]
+pub struct OrderMutation;
+
+#[Object]
+impl OrderMutation {
+    /// Places an order atomically (see the placement rules); idempotent per `paymentIntentId`.
+    #[graphql(guard = "AdminGuard")]
+    async fn place_order(&self, ctx: &Context<'_>, input: PlaceOrderInput) -> Result<Order> {
+        let order = PlaceOrder {
+            payment_intent_id: PaymentIntentId::parse(&input.payment_intent_id)?,
+            sales_channel_id: parse_id(&input.sales_channel_id, "sales channel")?,
+            shipping_option_id: input
+                .shipping_option_id
+                .as_ref()
+                .map(|id| parse_id(id, "shipping option"))
+                .transpose()?,
+            lines: parse_lines(&input.lines)?,
+        };
+        Ok(Order(
+            placement::place_order(&state(ctx).db, &order).await?.order,
+        ))
     }
 }

@@ -4,9 +4,11 @@
 //! [`values`] and call one function here; they hold no business rules. Every function that
 //! writes runs in one transaction through [`crate::db::Database::write`].
 
+pub mod allocation;
 pub mod availability;
 pub mod catalog;
 pub mod ledger;
 pub mod lookup;
+pub mod placement;
 pub mod stock;
 pub mod values;

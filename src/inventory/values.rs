@@ -88,6 +88,31 @@ impl Name {
     }
 }
 
+/// A Stripe PaymentIntent id (or any caller's idempotency key for an order): 1–255
+/// visible characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentIntentId(String);
+
+impl PaymentIntentId {
+    /// Checks and wraps a PaymentIntent id.
+    pub fn parse(raw: &str) -> Result<Self> {
+        if raw.is_empty()
+            || raw.len() > 255
+            || raw.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(Error::bad_input(
+                "paymentIntentId must be 1 to 255 characters without whitespace",
+            ));
+        }
+        Ok(PaymentIntentId(raw.to_owned()))
+    }
+
+    /// The id as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Checks that an absolute stock level is within `±MAX_STOCK`.
 pub fn check_stock_bounds(quantity: i64, what: &str) -> Result<i32> {
     if quantity.abs() > i64::from(MAX_STOCK) {

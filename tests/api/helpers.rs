@@ -185,7 +185,12 @@ fn unique_name() -> String {
 }
 
 impl TestApp {
-    async fn start(backend: Backend, url: &str, database: TestDatabase) -> TestApp {
+    async fn start(
+        backend: Backend,
+        url: &str,
+        database: TestDatabase,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
         tracing_subscriber::fmt()
             .with_test_writer()
@@ -194,6 +199,7 @@ impl TestApp {
             .ok();
         let mut config = Config::for_database(url);
         config.admin_key = Some(ADMIN_KEY.parse().unwrap());
+        configure(&mut config);
         let mut conn = db::connect(url, config.db_pool_size, config.lock_timeout())
             .await
             .expect("connect");
@@ -225,11 +231,16 @@ impl TestApp {
     pub async fn sqlite() -> TestApp {
         let path = std::env::temp_dir().join(format!("{}.sqlite", unique_name()));
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        TestApp::start(Backend::Sqlite, &url, TestDatabase::Sqlite(path)).await
+        TestApp::start(Backend::Sqlite, &url, TestDatabase::Sqlite(path), |_| {}).await
     }
 
     /// A fresh PostgreSQL database, or `None` (loudly) if PostgreSQL is unreachable.
     pub async fn postgres() -> Option<TestApp> {
+        TestApp::postgres_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::postgres`], with settings changed by `configure`.
+    pub async fn postgres_with(configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let admin_url = std::env::var("TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
         let admin = match sea_orm::Database::connect(&admin_url).await {
@@ -258,7 +269,7 @@ impl TestApp {
             admin_url: admin_url.clone(),
             name,
         };
-        Some(TestApp::start(Backend::Postgres, &url, database).await)
+        Some(TestApp::start(Backend::Postgres, &url, database, configure).await)
     }
 
     /// The HTTP client for this app (admin by default).
@@ -305,6 +316,15 @@ impl TestApp {
                 .unwrap();
         }
         channel.id
+    }
+
+    /// Creates a shipping option at `location`; returns its id.
+    pub async fn shipping_option(&self, name: &str, location: i32) -> i32 {
+        let name = Name::parse(name, "name").unwrap();
+        catalog::create_shipping_option(self.db(), name, location)
+            .await
+            .unwrap()
+            .id
     }
 
     /// Starts building an item: `app.item("A-1").level(loc, 5).backorder_level(other, 0).await`.

@@ -8,6 +8,7 @@ mod helpers;
 
 mod catalog;
 mod n_plus_one;
+mod placement;
 mod schema;
 mod stock_levels;
 mod storefront;

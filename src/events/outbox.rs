@@ -1,0 +1,77 @@
+//! Appending to the outbox with ids that are a usable cursor.
+//!
+//! A reader resumes "after id N", so ids must be strictly increasing in *commit* order. A
+//! plain serial is not: a transaction that took id 7 may commit after one that took id 8,
+//! and a reader that already saw 8 would miss 7 forever. So ids come from the single
+//! `event_sequence` row, incremented by an `UPDATE` as the last statement before commit.
+//! The `UPDATE` holds that row's lock until the transaction ends, so the next transaction
+//! can only take its ids after this one has committed (or rolled back, in which case its
+//! increment is undone too and no gap appears). Only transactions that emit events touch
+//! the row, and only for the moment between their last write and their commit.
+//!
+//! Deadlock-free: the sequence row is always the last lock a transaction takes.
+
+use chrono::Utc;
+use entity::{event_sequence, inventory_event};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
+};
+
+use crate::error::{Error, Result};
+
+/// The event type of a line that took a level's free stock below zero.
+pub const BACKORDERED: &str = "inventory.backordered";
+
+/// An `inventory.backordered` event to store.
+#[derive(Debug, Clone)]
+pub struct Backordered {
+    pub sku: String,
+    pub stock_location_id: i32,
+    pub order_id: i32,
+    /// Units ordered on the line.
+    pub quantity: i32,
+    /// The level's stock after the order.
+    pub stocked_quantity: i32,
+    /// Units of the line not covered by stock.
+    pub backordered_quantity: i32,
+}
+
+/// Stores `events` with the next ids. Call it as the last write of the transaction.
+pub async fn append(txn: &DatabaseTransaction, events: Vec<Backordered>) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let count = events.len() as i64;
+    let sequence = event_sequence::Entity::update_many()
+        .col_expr(
+            event_sequence::Column::LastValue,
+            Expr::col(event_sequence::Column::LastValue).add(count),
+        )
+        .filter(event_sequence::Column::Id.eq(1))
+        .exec_with_returning(txn)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Internal("the event_sequence row is missing".into()))?;
+    let first_id = sequence.last_value - count + 1;
+    let occurred_at = Utc::now();
+    let rows = events
+        .into_iter()
+        .zip(first_id..)
+        .map(|(event, id)| inventory_event::ActiveModel {
+            id: Set(id),
+            event_type: Set(BACKORDERED.to_owned()),
+            sku: Set(event.sku),
+            stock_location_id: Set(event.stock_location_id),
+            order_id: Set(event.order_id),
+            quantity: Set(event.quantity),
+            stocked_quantity: Set(event.stocked_quantity),
+            backordered_quantity: Set(event.backordered_quantity),
+            occurred_at: Set(occurred_at),
+        });
+    inventory_event::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! Order placement: the one transaction every order path goes through (the `placeOrder`
+//! mutation, the Stripe webhook, reservation commits).
+//!
+//! The algorithm, and why each step is safe:
+//! 1. **Claim the PaymentIntent** by inserting the order row first, `ON CONFLICT
+//!    (payment_intent_id) DO NOTHING`. A concurrent twin blocks on the unique index until
+//!    the first transaction ends; if that committed, the twin inserts nothing and returns
+//!    the order that now exists, without touching stock. (Bounded by `lock_timeout`.)
+//! 2. **Candidates**: the shipping option's location (which must be mapped to the
+//!    channel), then the channel's locations by priority.
+//! 3. **Lock** every level the order may touch (each line's sku at each candidate) with
+//!    one `SELECT … ORDER BY id FOR UPDATE`: PostgreSQL locks rows in that sorted order,
+//!    so two orders over the same levels always lock them in the same order and cannot
+//!    deadlock. From here until commit no one else can change these rows.
+//! 4. **Decide** with the pure [`allocate`] over the locked rows.
+//! 5. **Write** each chosen level once, `SET stocked = stocked - n, version = version + 1
+//!    WHERE id = ? AND version = <version read>`. Under the lock the guard always holds;
+//!    it exists so that a path which ever forgets the lock fails (and retries) instead of
+//!    overwriting a change it did not see.
+//! 6. Order lines, ledger movements and backorder events in the same transaction; the
+//!    event ids are taken last (see `events::outbox`).
+//!
+//! On SQLite the transaction is `BEGIN IMMEDIATE`: it holds the database's write lock
+//! from the first statement, which serializes placements outright.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::Utc;
+use entity::{
+    inventory_item, inventory_level, order_line, orders, orders::OrderStatus, sales_channel,
+    sales_channel_location, shipping_option, stock_movement::MovementReason,
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TryInsertResult,
+    sea_query::{Expr, ExprTrait},
+};
+
+use super::{
+    allocation::{Allocation, Candidate, LineCandidates, allocate},
+    ledger::{self, Movement},
+    lookup,
+    values::{PaymentIntentId, Quantity, Sku},
+};
+use crate::{
+    db::Database,
+    error::{Error, Result},
+    events::outbox::{self, Backordered},
+};
+
+/// Most lines one order may have.
+pub const MAX_LINES: usize = 100;
+
+/// One requested line.
+#[derive(Debug, Clone)]
+pub struct LineRequest {
+    pub sku: Sku,
+    pub quantity: Quantity,
+}
+
+/// An order to place.
+#[derive(Debug, Clone)]
+pub struct PlaceOrder {
+    pub payment_intent_id: PaymentIntentId,
+    pub sales_channel_id: i32,
+    pub shipping_option_id: Option<i32>,
+    pub lines: Vec<LineRequest>,
+}
+
+impl PlaceOrder {
+    /// Checks the shape of the order: 1 to `MAX_LINES` lines.
+    pub fn validate(&self) -> Result<()> {
+        if self.lines.is_empty() || self.lines.len() > MAX_LINES {
+            return Err(Error::bad_input(format!(
+                "an order needs 1 to {MAX_LINES} lines"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The order, and whether this call created it (false: it existed for the PaymentIntent).
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub order: orders::Model,
+    pub created: bool,
+}
+
+/// Places `order` in one write transaction (see the module doc).
+pub async fn place_order(db: &Database, order: &PlaceOrder) -> Result<Placed> {
+    order.validate()?;
+    db.write(order, |txn, order| Box::pin(place_order_in(txn, order)))
+        .await
+}
+
+async fn place_order_in(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Result<Placed> {
+    lookup::by_id::<sales_channel::Entity>(txn, cmd.sales_channel_id, "sales channel").await?;
+    let shipping = match cmd.shipping_option_id {
+        Some(id) => {
+            Some(lookup::by_id::<shipping_option::Entity>(txn, id, "shipping option").await?)
+        }
+        None => None,
+    };
+    let order = match claim_payment_intent(txn, cmd).await? {
+        Claim::New(order) => order,
+        Claim::Existing(order) => {
+            return Ok(Placed {
+                order,
+                created: false,
+            });
+        }
+    };
+    let locations = candidate_locations(txn, cmd.sales_channel_id, shipping.as_ref()).await?;
+    let items = items_by_sku(txn, &cmd.lines).await?;
+    let item_ids: Vec<i32> = items.values().map(|item| item.id).collect();
+    let locked = inventory_level::Entity::find()
+        .filter(inventory_level::Column::InventoryItemId.is_in(item_ids))
+        .filter(inventory_level::Column::StockLocationId.is_in(locations.clone()))
+        .order_by_asc(inventory_level::Column::Id)
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    let lines: Vec<LineCandidates> = cmd
+        .lines
+        .iter()
+        .map(|line| LineCandidates {
+            sku: line.sku.clone(),
+            quantity: line.quantity,
+            candidates: candidates_for(items[&line.sku].id, &locations, &locked),
+        })
+        .collect();
+    let allocations = allocate(&lines)?;
+    let written = take_stock(txn, &allocations, &locked, order.id).await?;
+    insert_lines(txn, order.id, &lines, &items, &allocations).await?;
+    let events = lines
+        .iter()
+        .zip(&allocations)
+        .filter(|(_, allocation)| allocation.backordered_quantity > 0)
+        .map(|(line, allocation)| Backordered {
+            sku: line.sku.to_string(),
+            stock_location_id: allocation.stock_location_id,
+            order_id: order.id,
+            quantity: allocation.quantity,
+            stocked_quantity: written[&allocation.level_id].stocked_quantity,
+            backordered_quantity: allocation.backordered_quantity,
+        })
+        .collect();
+    outbox::append(txn, events).await?;
+    Ok(Placed {
+        order,
+        created: true,
+    })
+}
+
+enum Claim {
+    New(orders::Model),
+    Existing(orders::Model),
+}
+
+async fn claim_payment_intent(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Result<Claim> {
+    let now = Utc::now();
+    let row = orders::ActiveModel {
+        payment_intent_id: Set(cmd.payment_intent_id.as_str().to_owned()),
+        sales_channel_id: Set(Some(cmd.sales_channel_id)),
+        shipping_option_id: Set(cmd.shipping_option_id),
+        status: Set(OrderStatus::Placed),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    let inserted = orders::Entity::insert(row)
+        .on_conflict_do_nothing_on([orders::Column::PaymentIntentId])
+        .exec_without_returning(txn)
+        .await?;
+    let created = matches!(inserted, TryInsertResult::Inserted(1));
+    // READ COMMITTED: this new statement sees the twin that made our insert conflict.
+    let order = orders::Entity::find()
+        .filter(orders::Column::PaymentIntentId.eq(cmd.payment_intent_id.as_str()))
+        .one(txn)
+        .await?
+        .ok_or_else(|| Error::Internal("the order for this PaymentIntent vanished".into()))?;
+    Ok(if created {
+        Claim::New(order)
+    } else {
+        Claim::Existing(order)
+    })
+}
+
+/// Location ids in preference order: the shipping option's, then by channel priority.
+async fn candidate_locations(
+    txn: &DatabaseTransaction,
+    channel_id: i32,
+    shipping: Option<&shipping_option::Model>,
+) -> Result<Vec<i32>> {
+    let mapped: Vec<i32> = sales_channel_location::Entity::find()
+        .filter(sales_channel_location::Column::SalesChannelId.eq(channel_id))
+        .order_by_asc(sales_channel_location::Column::Priority)
+        .order_by_asc(sales_channel_location::Column::StockLocationId)
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|mapping| mapping.stock_location_id)
+        .collect();
+    let Some(shipping) = shipping else {
+        return Ok(mapped);
+    };
+    if !mapped.contains(&shipping.stock_location_id) {
+        return Err(Error::LocationUnmapped(format!(
+            "shipping option {} ships from stock location {}, which sales channel {channel_id} does not sell from",
+            shipping.id, shipping.stock_location_id
+        )));
+    }
+    let mut ordered = vec![shipping.stock_location_id];
+    ordered.extend(
+        mapped
+            .into_iter()
+            .filter(|location| *location != shipping.stock_location_id),
+    );
+    Ok(ordered)
+}
+
+async fn items_by_sku(
+    txn: &DatabaseTransaction,
+    lines: &[LineRequest],
+) -> Result<HashMap<Sku, inventory_item::Model>> {
+    let skus: Vec<&str> = lines.iter().map(|line| line.sku.as_str()).collect();
+    let found: HashMap<String, inventory_item::Model> = inventory_item::Entity::find()
+        .filter(inventory_item::Column::Sku.is_in(skus))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|item| (item.sku.clone(), item))
+        .collect();
+    lines
+        .iter()
+        .map(|line| match found.get(line.sku.as_str()) {
+            Some(item) => Ok((line.sku.clone(), item.clone())),
+            None => Err(Error::not_found(format!("inventory item {}", line.sku))),
+        })
+        .collect()
+}
+
+fn candidates_for(
+    item_id: i32,
+    locations: &[i32],
+    locked: &[inventory_level::Model],
+) -> Vec<Candidate> {
+    locations
+        .iter()
+        .filter_map(|location| {
+            locked.iter().find(|level| {
+                level.inventory_item_id == item_id && level.stock_location_id == *location
+            })
+        })
+        .map(|level| Candidate {
+            level_id: level.id,
+            stock_location_id: level.stock_location_id,
+            stocked_quantity: level.stocked_quantity,
+            reserved_quantity: level.reserved_quantity,
+            allow_backorder: level.allow_backorder,
+        })
+        .collect()
+}
+
+/// Writes each chosen level once (lines on the same level are summed) with its version
+/// guard and ledger movement; returns the levels as written, by id.
+async fn take_stock(
+    txn: &DatabaseTransaction,
+    allocations: &[Allocation],
+    locked: &[inventory_level::Model],
+    order_id: i32,
+) -> Result<HashMap<i32, inventory_level::Model>> {
+    let mut taken: BTreeMap<i32, i32> = BTreeMap::new();
+    for allocation in allocations {
+        *taken.entry(allocation.level_id).or_default() += allocation.quantity;
+    }
+    let mut written = Vec::with_capacity(taken.len());
+    for (level_id, quantity) in taken {
+        let read = locked
+            .iter()
+            .find(|level| level.id == level_id)
+            .expect("allocations use locked levels");
+        let level = inventory_level::Entity::update_many()
+            .col_expr(
+                inventory_level::Column::StockedQuantity,
+                Expr::col(inventory_level::Column::StockedQuantity).sub(quantity),
+            )
+            .col_expr(
+                inventory_level::Column::Version,
+                Expr::col(inventory_level::Column::Version).add(1),
+            )
+            .col_expr(inventory_level::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(inventory_level::Column::Id.eq(level_id))
+            .filter(inventory_level::Column::Version.eq(read.version))
+            .exec_with_returning(txn)
+            .await?
+            .pop()
+            // Someone wrote the level without holding its lock: start over from a fresh read.
+            .ok_or(Error::Contention)?;
+        let movement = Movement {
+            order_id: Some(order_id),
+            ..Movement::stocked(MovementReason::Order, -quantity)
+        };
+        written.push((movement, level));
+    }
+    ledger::record(
+        txn,
+        written
+            .iter()
+            .map(|(movement, level)| (movement.clone(), level)),
+    )
+    .await?;
+    let written = written
+        .into_iter()
+        .map(|(_, level)| (level.id, level))
+        .collect();
+    Ok(written)
+}
+
+async fn insert_lines(
+    txn: &DatabaseTransaction,
+    order_id: i32,
+    lines: &[LineCandidates],
+    items: &HashMap<Sku, inventory_item::Model>,
+    allocations: &[Allocation],
+) -> Result<()> {
+    let rows = lines
+        .iter()
+        .zip(allocations)
+        .map(|(line, allocation)| order_line::ActiveModel {
+            order_id: Set(order_id),
+            sku: Set(line.sku.to_string()),
+            inventory_item_id: Set(Some(items[&line.sku].id)),
+            stock_location_id: Set(Some(allocation.stock_location_id)),
+            quantity: Set(allocation.quantity),
+            backordered_quantity: Set(allocation.backordered_quantity),
+            ..Default::default()
+        });
+    order_line::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
