@@ -79,6 +79,11 @@ pub struct Config {
     #[arg(long, env = "STOCKROOM_LOCK_TIMEOUT_MS", default_value_t = 5000)]
     pub lock_timeout_ms: u64,
 
+    /// How long a request waits for a pooled connection (or for the database to come back)
+    /// before failing, in ms.
+    #[arg(long, env = "STOCKROOM_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_acquire_timeout_ms: u64,
+
     /// Maximum number of pooled database connections.
     #[arg(long, env = "STOCKROOM_DB_POOL_SIZE", default_value_t = 20)]
     pub db_pool_size: u32,
@@ -101,6 +106,7 @@ impl Config {
             stripe_secret_key: None,
             stripe_api_base: None,
             lock_timeout_ms: 5000,
+            db_acquire_timeout_ms: 5000,
             db_pool_size: 20,
         }
     }

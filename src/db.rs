@@ -19,7 +19,10 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
-use crate::error::{Error, Result};
+use crate::{
+    config::Config,
+    error::{Error, Result},
+};
 
 /// How often a transaction that hit a deadlock or serialization failure is tried again.
 const MAX_ATTEMPTS: u32 = 5;
@@ -34,16 +37,13 @@ pub struct Database {
     lock_timeout: Duration,
 }
 
-/// Opens a pool for `url` (`sqlite://…` or `postgres://…`), tuned for this app.
-pub async fn connect(
-    url: &str,
-    pool_size: u32,
-    lock_timeout: Duration,
-) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(url);
+/// Opens a pool for `config.database_url` (`sqlite://…` or `postgres://…`), tuned for this app.
+pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    let lock_timeout = config.lock_timeout();
+    let mut options = ConnectOptions::new(&config.database_url);
     options
-        .max_connections(pool_size)
-        .acquire_timeout(Duration::from_secs(10))
+        .max_connections(config.db_pool_size)
+        .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms))
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(move |opts| {
             opts.create_if_missing(true)

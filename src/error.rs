@@ -57,6 +57,18 @@ impl Error {
         }
     }
 
+    /// Whether this is a verdict on the request itself (unknown ids, bad input, no stock):
+    /// repeating it would fail the same way, so a paid order gets REJECTED.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            Error::NotFound(_)
+                | Error::BadUserInput(_)
+                | Error::OutOfStock { .. }
+                | Error::LocationUnmapped(_)
+        )
+    }
+
     /// Whether a later retry of the same request may succeed (Stripe gets a 503).
     pub fn is_transient(&self) -> bool {
         matches!(

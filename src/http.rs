@@ -1,4 +1,4 @@
-//! The HTTP surface: GraphQL (and GraphiQL), health and readiness.
+//! The HTTP surface: GraphQL (and GraphiQL), the Stripe webhook, health and readiness.
 //!
 //! The caller's identity is decided here, once per request, from the `Authorization`
 //! header and handed to GraphQL as request data; field guards then only read it.
@@ -7,16 +7,17 @@ use async_graphql::{Pos, http::GraphiQLSource};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse, rejection::GraphQLRejection};
 use axum::{
     Router,
-    extract::State,
+    extract::{DefaultBodyLimit, State},
     http::{HeaderMap, Method, StatusCode, header},
     response::{Html, IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use tower_http::trace::TraceLayer;
 
 use crate::{
     AppState, auth,
     graphql::{StockroomSchema, build_schema},
+    stripe,
 };
 
 #[derive(Clone)]
@@ -28,12 +29,17 @@ struct HttpState {
 /// The application's router; `state` must be migrated already.
 pub fn router(state: AppState) -> Router {
     let schema = build_schema(state.clone());
+    let webhooks = Router::new()
+        .route("/webhooks/stripe", post(stripe::webhook::receive))
+        .layer(DefaultBodyLimit::max(stripe::webhook::MAX_BODY_BYTES))
+        .with_state(state.clone());
     Router::new()
         .route("/graphql", get(graphql).post(graphql))
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .layer(TraceLayer::new_for_http())
         .with_state(HttpState { app: state, schema })
+        .merge(webhooks)
+        .layer(TraceLayer::new_for_http())
 }
 
 fn wants_html(headers: &HeaderMap) -> bool {

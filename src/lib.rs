@@ -5,6 +5,7 @@
 //! - [`db`]: connecting, migrating, and the one way to run a write transaction.
 //! - [`inventory`]: the domain — catalog, stock edits, the ledger, availability.
 //! - [`graphql`]: the schema, by domain; [`http`]: the axum router around it.
+//! - [`stripe`]: the webhook that turns payments into orders, and refunds.
 //! - [`auth`]: hashed admin API keys; [`demo`]: the data a fresh `cargo run` starts with.
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod inventory;
+pub mod stripe;
 
 use std::sync::Arc;
 
@@ -31,18 +33,15 @@ use db::Database;
 pub struct AppState {
     pub db: Database,
     pub config: Arc<Config>,
+    pub refunds: stripe::refunds::Refunds,
 }
 
 impl AppState {
     /// Connects to `config.database_url` and prepares the database (see [`AppState::from_connection`]).
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
-        let conn = db::connect(
-            &config.database_url,
-            config.db_pool_size,
-            config.lock_timeout(),
-        )
-        .await
-        .context("connecting to the database")?;
+        let conn = db::connect(&config)
+            .await
+            .context("connecting to the database")?;
         Self::from_connection(conn, config).await
     }
 
@@ -55,9 +54,12 @@ impl AppState {
                 .await
                 .context("registering STOCKROOM_ADMIN_KEY")?;
         }
+        let refunds =
+            stripe::refunds::Refunds::from_config(&config).context("building the Stripe client")?;
         Ok(AppState {
             db,
             config: Arc::new(config),
+            refunds,
         })
     }
 }

@@ -52,6 +52,16 @@ impl Order {
         self.0.rejection_reason.as_deref()
     }
 
+    /// Stripe refund id, for a rejected order that was refunded.
+    async fn refund_id(&self) -> Option<&str> {
+        self.0.refund_id.as_deref()
+    }
+
+    /// Why the refund of a rejected order failed (then refund it by hand).
+    async fn refund_error(&self) -> Option<&str> {
+        self.0.refund_error.as_deref()
+    }
+
     async fn lines(&self, ctx: &Context<'_>) -> Result<Vec<OrderLine>> {
         let lines = loaders(ctx).load_one(LinesOfOrder(self.0.id)).await?;
         Ok(lines

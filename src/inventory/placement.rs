@@ -94,7 +94,9 @@ pub async fn place_order(db: &Database, order: &PlaceOrder) -> Result<Placed> {
         .await
 }
 
-async fn place_order_in(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Result<Placed> {
+/// The placement itself, inside a write transaction the caller opened (and commits only
+/// if this returns `Ok`: on `Err` nothing of the order may be kept).
+pub async fn place_order_in(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Result<Placed> {
     lookup::by_id::<sales_channel::Entity>(txn, cmd.sales_channel_id, "sales channel").await?;
     let shipping = match cmd.shipping_option_id {
         Some(id) => {
@@ -102,7 +104,18 @@ async fn place_order_in(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Result<P
         }
         None => None,
     };
-    let order = match claim_payment_intent(txn, cmd).await? {
+    let now = Utc::now();
+    let row = orders::ActiveModel {
+        payment_intent_id: Set(cmd.payment_intent_id.as_str().to_owned()),
+        sales_channel_id: Set(Some(cmd.sales_channel_id)),
+        shipping_option_id: Set(cmd.shipping_option_id),
+        status: Set(OrderStatus::Placed),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    let order = match claim_payment_intent(txn, &cmd.payment_intent_id, row).await? {
         Claim::New(order) => order,
         Claim::Existing(order) => {
             return Ok(Placed {
@@ -158,18 +171,12 @@ enum Claim {
     Existing(orders::Model),
 }
 
-async fn claim_payment_intent(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Result<Claim> {
-    let now = Utc::now();
-    let row = orders::ActiveModel {
-        payment_intent_id: Set(cmd.payment_intent_id.as_str().to_owned()),
-        sales_channel_id: Set(Some(cmd.sales_channel_id)),
-        shipping_option_id: Set(cmd.shipping_option_id),
-        status: Set(OrderStatus::Placed),
-        version: Set(1),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    };
+/// Inserts `row` unless an order for the PaymentIntent exists; returns the one that does.
+async fn claim_payment_intent(
+    txn: &DatabaseTransaction,
+    payment_intent_id: &PaymentIntentId,
+    row: orders::ActiveModel,
+) -> Result<Claim> {
     let inserted = orders::Entity::insert(row)
         .on_conflict_do_nothing_on([orders::Column::PaymentIntentId])
         .exec_without_returning(txn)
@@ -177,7 +184,7 @@ async fn claim_payment_intent(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Re
     let created = matches!(inserted, TryInsertResult::Inserted(1));
     // READ COMMITTED: this new statement sees the twin that made our insert conflict.
     let order = orders::Entity::find()
-        .filter(orders::Column::PaymentIntentId.eq(cmd.payment_intent_id.as_str()))
+        .filter(orders::Column::PaymentIntentId.eq(payment_intent_id.as_str()))
         .one(txn)
         .await?
         .ok_or_else(|| Error::Internal("the order for this PaymentIntent vanished".into()))?;
@@ -340,6 +347,101 @@ async fn insert_lines(
         });
     order_line::Entity::insert_many(rows)
         .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// An order that could not be placed, to be kept as REJECTED with its reason.
+#[derive(Debug, Clone)]
+pub struct RejectedOrder {
+    pub payment_intent_id: PaymentIntentId,
+    pub sales_channel_id: Option<i32>,
+    pub shipping_option_id: Option<i32>,
+    /// The lines as requested, where they could be read.
+    pub lines: Vec<LineRequest>,
+    pub reason: String,
+}
+
+/// Stores a REJECTED order (no stock moves) unless an order exists for the PaymentIntent,
+/// inside the caller's write transaction.
+pub async fn reject_order_in(
+    txn: &DatabaseTransaction,
+    rejected: &RejectedOrder,
+) -> Result<Placed> {
+    // Keep references only to rows that exist: the ids came from outside.
+    let sales_channel_id = match rejected.sales_channel_id {
+        Some(id) => sales_channel::Entity::find_by_id(id)
+            .one(txn)
+            .await?
+            .map(|channel| channel.id),
+        None => None,
+    };
+    let shipping_option_id = match rejected.shipping_option_id {
+        Some(id) => shipping_option::Entity::find_by_id(id)
+            .one(txn)
+            .await?
+            .map(|option| option.id),
+        None => None,
+    };
+    let now = Utc::now();
+    let row = orders::ActiveModel {
+        payment_intent_id: Set(rejected.payment_intent_id.as_str().to_owned()),
+        sales_channel_id: Set(sales_channel_id),
+        shipping_option_id: Set(shipping_option_id),
+        status: Set(OrderStatus::Rejected),
+        rejection_reason: Set(Some(rejected.reason.clone())),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    let order = match claim_payment_intent(txn, &rejected.payment_intent_id, row).await? {
+        Claim::New(order) => order,
+        Claim::Existing(order) => {
+            return Ok(Placed {
+                order,
+                created: false,
+            });
+        }
+    };
+    if !rejected.lines.is_empty() {
+        let rows = rejected.lines.iter().map(|line| order_line::ActiveModel {
+            order_id: Set(order.id),
+            sku: Set(line.sku.to_string()),
+            quantity: Set(line.quantity.get()),
+            backordered_quantity: Set(0),
+            ..Default::default()
+        });
+        order_line::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(Placed {
+        order,
+        created: true,
+    })
+}
+
+/// Records on a rejected order what became of its refund.
+pub async fn record_refund(
+    db: &Database,
+    order_id: i32,
+    outcome: &std::result::Result<String, String>,
+) -> Result<()> {
+    let (refund_id, refund_error) = match outcome {
+        Ok(id) => (Some(id.clone()), None),
+        Err(error) => (None, Some(error.clone())),
+    };
+    orders::Entity::update_many()
+        .col_expr(orders::Column::RefundId, Expr::value(refund_id))
+        .col_expr(orders::Column::RefundError, Expr::value(refund_error))
+        .col_expr(
+            orders::Column::Version,
+            Expr::col(orders::Column::Version).add(1),
+        )
+        .col_expr(orders::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(orders::Column::Id.eq(order_id))
+        .exec(db.conn())
         .await?;
     Ok(())
 }

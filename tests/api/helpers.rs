@@ -7,10 +7,11 @@
 use std::{
     collections::HashMap,
     future::{Future, IntoFuture},
+    net::SocketAddr,
     pin::Pin,
     sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
@@ -28,7 +29,10 @@ use stockroom::{
         values::{Name, Sku},
     },
 };
-use tokio::sync::Barrier;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::Barrier,
+};
 
 /// The admin key every test app accepts (registered as `STOCKROOM_ADMIN_KEY`).
 pub const ADMIN_KEY: &str = "srk_test_admin_key_0123456789";
@@ -180,6 +184,79 @@ pub struct TestApp {
     _database: TestDatabase,
 }
 
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `host:port` of the test PostgreSQL server, as written in its URL.
+fn postgres_address() -> String {
+    let url = admin_url();
+    let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let after_user = after_scheme
+        .rsplit_once('@')
+        .map_or(after_scheme, |(_, rest)| rest);
+    after_user
+        .split('/')
+        .next()
+        .unwrap_or(after_user)
+        .to_owned()
+}
+
+/// A TCP proxy in front of PostgreSQL that a test can switch off, to prove the app
+/// survives a database outage (after crates.io's `ChaosProxy`).
+pub struct ChaosProxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl ChaosProxy {
+    /// Starts a proxy to the test PostgreSQL server, passing traffic.
+    pub async fn start() -> ChaosProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream = postgres_address();
+        let up = Arc::new(AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (accept_up, accept_connections) = (up.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !accept_up.load(Ordering::SeqCst) {
+                    continue; // dropping the socket refuses the connection
+                }
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        tokio::io::copy_bidirectional(&mut client, &mut server)
+                            .await
+                            .ok();
+                    }
+                });
+                accept_connections.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        ChaosProxy {
+            addr,
+            up,
+            connections,
+        }
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    pub fn break_database(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn restore_database(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
 fn unique_name() -> String {
     format!("stockroom_test_{}", uuid::Uuid::new_v4().simple())
 }
@@ -200,9 +277,7 @@ impl TestApp {
         let mut config = Config::for_database(url);
         config.admin_key = Some(ADMIN_KEY.parse().unwrap());
         configure(&mut config);
-        let mut conn = db::connect(url, config.db_pool_size, config.lock_timeout())
-            .await
-            .expect("connect");
+        let mut conn = db::connect(&config).await.expect("connect");
         let statements = Arc::new(AtomicUsize::new(0));
         let counter = statements.clone();
         conn.set_metric_callback(move |info| {
@@ -227,22 +302,33 @@ impl TestApp {
         }
     }
 
-    /// A fresh SQLite file in the temp directory.
-    pub async fn sqlite() -> TestApp {
+    /// A fresh SQLite file in the temp directory, with settings changed by `configure`.
+    pub async fn sqlite_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         let path = std::env::temp_dir().join(format!("{}.sqlite", unique_name()));
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        TestApp::start(Backend::Sqlite, &url, TestDatabase::Sqlite(path), |_| {}).await
+        TestApp::start(Backend::Sqlite, &url, TestDatabase::Sqlite(path), configure).await
     }
 
-    /// A fresh PostgreSQL database, or `None` (loudly) if PostgreSQL is unreachable.
-    pub async fn postgres() -> Option<TestApp> {
-        TestApp::postgres_with(|_| {}).await
-    }
-
-    /// Like [`TestApp::postgres`], with settings changed by `configure`.
+    /// A fresh PostgreSQL database with settings changed by `configure`, or `None`
+    /// (loudly) if PostgreSQL is unreachable.
     pub async fn postgres_with(configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
-        let admin_url = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        TestApp::postgres_via(None, configure).await
+    }
+
+    /// A fresh PostgreSQL database that the app reaches through `proxy` (so the test can
+    /// cut the app off from its database), or `None` if PostgreSQL is unreachable.
+    pub async fn postgres_through(
+        proxy: &ChaosProxy,
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<TestApp> {
+        TestApp::postgres_via(Some(proxy.addr), configure).await
+    }
+
+    async fn postgres_via(
+        proxy: Option<SocketAddr>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<TestApp> {
+        let admin_url = admin_url();
         let admin = match sea_orm::Database::connect(&admin_url).await {
             Ok(admin) => admin,
             Err(err) if std::env::var_os("CI").is_some() => {
@@ -264,7 +350,10 @@ impl TestApp {
         let (base, _) = admin_url
             .rsplit_once('/')
             .expect("TEST_DATABASE_URL has a database path");
-        let url = format!("{base}/{name}");
+        let mut url = format!("{base}/{name}");
+        if let Some(proxy) = proxy {
+            url = url.replace(&postgres_address(), &proxy.to_string());
+        }
         let database = TestDatabase::Postgres {
             admin_url: admin_url.clone(),
             name,
@@ -476,9 +565,18 @@ where
     F: Fn(TestApp) -> Fut,
     Fut: Future<Output = ()>,
 {
+    on_each_backend_with(|_| {}, test).await
+}
+
+/// Like [`on_each_backend`], with the apps' settings changed by `configure`.
+pub async fn on_each_backend_with<F, Fut>(configure: impl Fn(&mut Config), test: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
     eprintln!("--- on SQLite");
-    test(TestApp::sqlite().await).await;
-    if let Some(app) = TestApp::postgres().await {
+    test(TestApp::sqlite_with(&configure).await).await;
+    if let Some(app) = TestApp::postgres_with(&configure).await {
         eprintln!("--- on PostgreSQL");
         test(app).await;
     }

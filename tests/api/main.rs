@@ -12,3 +12,4 @@ mod placement;
 mod schema;
 mod stock_levels;
 mod storefront;
+mod stripe_webhook;

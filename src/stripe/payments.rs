@@ -1,0 +1,115 @@
+//! `payment_intent.succeeded` → an order, exactly once.
+//!
+//! The Stripe event id is inserted (unique) in the same transaction as the order it
+//! causes. A redelivery, or a copy arriving at the same moment, conflicts on that id: it
+//! waits for the first copy's transaction and then finds the event processed. A different
+//! event for the same PaymentIntent finds the order through the PaymentIntent's unique
+//! index (placement step 1). So one PaymentIntent makes one order, whatever Stripe sends.
+
+use chrono::Utc;
+use entity::stripe_event;
+use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, TryInsertResult};
+
+use super::refunds::Refunds;
+use crate::{
+    db::Database,
+    error::Result,
+    inventory::placement::{self, PlaceOrder, Placed, RejectedOrder},
+};
+
+/// The event being processed.
+#[derive(Debug, Clone)]
+pub struct StripeEvent {
+    pub id: String,
+    pub event_type: String,
+    pub payment_intent_id: String,
+}
+
+/// What processing an event did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// This event id was processed before; nothing was done.
+    AlreadyProcessed,
+    /// The order (new, or the PaymentIntent's existing one).
+    Placed(Placed),
+    /// The order could not be placed and is stored as REJECTED.
+    Rejected(Placed),
+}
+
+/// Stores the event id; `false` if it was stored already.
+async fn claim_event(txn: &DatabaseTransaction, event: &StripeEvent) -> Result<bool> {
+    let row = stripe_event::ActiveModel {
+        id: Set(event.id.clone()),
+        event_type: Set(event.event_type.clone()),
+        payment_intent_id: Set(Some(event.payment_intent_id.clone())),
+        received_at: Set(Utc::now()),
+    };
+    let inserted = stripe_event::Entity::insert(row)
+        .on_conflict_do_nothing_on([stripe_event::Column::Id])
+        .exec_without_returning(txn)
+        .await?;
+    Ok(matches!(inserted, TryInsertResult::Inserted(1)))
+}
+
+/// Processes a verified `payment_intent.succeeded` whose metadata gave `order`.
+///
+/// A transient failure (lock timeout, database down) is returned as an error and leaves
+/// nothing behind, so Stripe's retry can succeed later.
+pub async fn payment_succeeded(
+    db: &Database,
+    refunds: &Refunds,
+    event: &StripeEvent,
+    order: std::result::Result<PlaceOrder, RejectedOrder>,
+) -> Result<Outcome> {
+    let rejected = match order {
+        Ok(order) => {
+            let placed = db
+                .write(&(event, &order), |txn, (event, order)| {
+                    Box::pin(async move {
+                        if !claim_event(txn, event).await? {
+                            return Ok(Outcome::AlreadyProcessed);
+                        }
+                        Ok(Outcome::Placed(
+                            placement::place_order_in(txn, order).await?,
+                        ))
+                    })
+                })
+                .await;
+            match placed {
+                Err(err) if err.is_rejection() => RejectedOrder {
+                    payment_intent_id: order.payment_intent_id.clone(),
+                    sales_channel_id: Some(order.sales_channel_id),
+                    shipping_option_id: order.shipping_option_id,
+                    lines: order.lines.clone(),
+                    reason: err.to_string(),
+                },
+                other => return other,
+            }
+        }
+        Err(rejected) => rejected,
+    };
+    let outcome = db
+        .write(&(event, &rejected), |txn, (event, rejected)| {
+            Box::pin(async move {
+                if !claim_event(txn, event).await? {
+                    return Ok(Outcome::AlreadyProcessed);
+                }
+                Ok(Outcome::Rejected(
+                    placement::reject_order_in(txn, rejected).await?,
+                ))
+            })
+        })
+        .await?;
+    if let Outcome::Rejected(Placed {
+        order,
+        created: true,
+    }) = &outcome
+    {
+        tracing::info!(payment_intent_id = %order.payment_intent_id, reason = ?order.rejection_reason, "order rejected");
+        // After the commit, not inside it: no lock is held while Stripe answers.
+        if let Some(refund) = refunds.refund(&order.payment_intent_id).await {
+            placement::record_refund(db, order.id, &refund).await?;
+        }
+    }
+    Ok(outcome)
+}
