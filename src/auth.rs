@@ -44,11 +44,7 @@ pub async fn register_key(db: &Database, name: &str, key: &str) -> Result<()> {
         ..Default::default()
     };
     api_key::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(api_key::Column::KeyHash)
-                .do_nothing()
-                .to_owned(),
-        )
+        .on_conflict(OnConflict::column(api_key::Column::KeyHash).do_nothing().to_owned())
         .exec_without_returning(db.conn())
         .await?;
     Ok(())

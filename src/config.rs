@@ -35,19 +35,11 @@ impl FromStr for Secret {
 #[derive(clap::Args, Debug, Clone)]
 pub struct Config {
     /// `sqlite://…` or `postgres://…`; by default a SQLite file in the working directory.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://stockroom.sqlite?mode=rwc"
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://stockroom.sqlite?mode=rwc")]
     pub database_url: String,
 
     /// Address to listen on.
-    #[arg(
-        long = "addr",
-        env = "STOCKROOM_ADDR",
-        default_value = "127.0.0.1:8000"
-    )]
+    #[arg(long = "addr", env = "STOCKROOM_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
 
     /// If set, this value is a valid admin API key (stored hashed at start).
@@ -59,12 +51,7 @@ pub struct Config {
     pub demo: bool,
 
     /// Stripe webhook signing secret(s), comma-separated for rotation.
-    #[arg(
-        long,
-        env = "STRIPE_WEBHOOK_SECRET",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]
     pub stripe_webhook_secret: Vec<Secret>,
 
     /// Stripe API key; when set, rejected orders are refunded.

@@ -10,14 +10,15 @@
 //!   which takes the database's write lock up front. Two writers can then never both read
 //!   a level and both write it; `busy_timeout` bounds the wait. WAL lets readers carry on.
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use migration::MigratorTrait;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
-    DbErr, IsolationLevel, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, IsolationLevel,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
+use tokio::sync::Notify;
 
 use crate::{
     config::Config,
@@ -35,6 +36,7 @@ pub type TxnFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>
 pub struct Database {
     conn: DatabaseConnection,
     lock_timeout: Duration,
+    commits: Arc<Notify>,
 }
 
 /// Opens a pool for `config.database_url` (`sqlite://…` or `postgres://…`), tuned for this app.
@@ -58,12 +60,21 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
 impl Database {
     /// Wraps an open pool; `lock_timeout` bounds every lock wait of a write.
     pub fn new(conn: DatabaseConnection, lock_timeout: Duration) -> Self {
-        Database { conn, lock_timeout }
+        Database {
+            conn,
+            lock_timeout,
+            commits: Arc::new(Notify::new()),
+        }
     }
 
     /// The pool, for reads (and for `write`'s transactions).
     pub fn conn(&self) -> &DatabaseConnection {
         &self.conn
+    }
+
+    /// Signalled after every committed write: wakes this process's event feed at once.
+    pub fn commits(&self) -> Arc<Notify> {
+        self.commits.clone()
     }
 
     /// Which engine this is.
@@ -116,7 +127,13 @@ impl Database {
         loop {
             let txn = self.begin_write().await?;
             let outcome = match body(&txn, args).await {
-                Ok(value) => txn.commit().await.map(|()| value).map_err(Error::from),
+                Ok(value) => {
+                    let committed = txn.commit().await.map(|()| value).map_err(Error::from);
+                    if committed.is_ok() {
+                        self.commits.notify_one();
+                    }
+                    committed
+                }
                 Err(err) => {
                     txn.rollback().await.ok();
                     Err(err)

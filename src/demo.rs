@@ -28,9 +28,7 @@ pub async fn seed_if_empty(db: &Database) -> Result<bool> {
     let store = catalog::create_location(db, name("Hamburg Store")?).await?;
     let web = catalog::create_channel(db, name("Web Shop")?).await?;
     let pos = catalog::create_channel(db, name("Hamburg Store Counter")?).await?;
-    for (channel, location, priority) in
-        [(&web, &warehouse, 0), (&web, &store, 1), (&pos, &store, 0)]
-    {
+    for (channel, location, priority) in [(&web, &warehouse, 0), (&web, &store, 1), (&pos, &store, 0)] {
         let mapping = ChannelMapping {
             sales_channel_id: channel.id,
             stock_location_id: location.id,

@@ -62,19 +62,13 @@ impl Error {
     pub fn is_rejection(&self) -> bool {
         matches!(
             self,
-            Error::NotFound(_)
-                | Error::BadUserInput(_)
-                | Error::OutOfStock { .. }
-                | Error::LocationUnmapped(_)
+            Error::NotFound(_) | Error::BadUserInput(_) | Error::OutOfStock { .. } | Error::LocationUnmapped(_)
         )
     }
 
     /// Whether a later retry of the same request may succeed (Stripe gets a 503).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Error::LockTimeout | Error::Contention | Error::Unavailable
-        )
+        matches!(self, Error::LockTimeout | Error::Contention | Error::Unavailable)
     }
 
     /// Shorthand for a `BAD_USER_INPUT` error.

@@ -3,8 +3,12 @@
 //! The caller's identity is decided here, once per request, from the `Authorization`
 //! header and handed to GraphQL as request data; field guards then only read it.
 
-use async_graphql::{Pos, http::GraphiQLSource};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse, rejection::GraphQLRejection};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::{Data, Pos, http::GraphiQLSource};
+use async_graphql_axum::{
+    GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket, rejection::GraphQLRejection,
+};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
@@ -15,7 +19,9 @@ use axum::{
 use tower_http::trace::TraceLayer;
 
 use crate::{
-    AppState, auth,
+    AppState,
+    auth::{self, Caller},
+    error::Error,
     graphql::{StockroomSchema, build_schema},
     stripe,
 };
@@ -35,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone());
     Router::new()
         .route("/graphql", get(graphql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .with_state(HttpState { app: state, schema })
@@ -66,23 +73,41 @@ async fn graphql(
         Ok(request) => request.into_inner(),
         Err(rejection) => return rejection.into_response(),
     };
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     let response = match auth::authenticate(&state.app.db, authorization).await {
         // One GraphQL request multiplexes hundreds of resolver futures in one task. Under
         // tokio's cooperative budget the task would be forced to yield part-way through
         // waking them, and the DataLoader's batch window would close on half a batch.
         // Depth and complexity limits bound the work done without yielding.
-        Ok(caller) => {
-            tokio::task::coop::unconstrained(state.schema.execute(request.data(caller))).await
-        }
+        Ok(caller) => tokio::task::coop::unconstrained(state.schema.execute(request.data(caller))).await,
         Err(err) => {
             let error = async_graphql::Error::from(err).into_server_error(Pos::default());
             async_graphql::Response::from_errors(vec![error])
         }
     };
     GraphQLResponse::from(response).into_response()
+}
+
+/// Subscriptions over WebSocket (graphql-transport-ws, and legacy graphql-ws). The admin
+/// key comes in the `connection_init` payload, `{"authorization": "Bearer <key>"}`; a
+/// connection without a valid one is refused before any subscription starts.
+async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
+        let db = state.app.db.clone();
+        GraphQLWebSocket::new(socket, state.schema, protocol)
+            .on_connection_init(move |payload| async move {
+                let authorization = payload.get("authorization").and_then(|value| value.as_str());
+                match auth::authenticate(&db, authorization).await? {
+                    Caller::Admin => {
+                        let mut data = Data::default();
+                        data.insert(Caller::Admin);
+                        Ok(data)
+                    }
+                    Caller::Anonymous => Err(Error::Unauthenticated.into()),
+                }
+            })
+            .serve()
+    })
 }
 
 async fn health() -> StatusCode {

@@ -34,14 +34,13 @@ pub struct AppState {
     pub db: Database,
     pub config: Arc<Config>,
     pub refunds: stripe::refunds::Refunds,
+    pub events: events::EventHub,
 }
 
 impl AppState {
     /// Connects to `config.database_url` and prepares the database (see [`AppState::from_connection`]).
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
-        let conn = db::connect(&config)
-            .await
-            .context("connecting to the database")?;
+        let conn = db::connect(&config).await.context("connecting to the database")?;
         Self::from_connection(conn, config).await
     }
 
@@ -54,12 +53,13 @@ impl AppState {
                 .await
                 .context("registering STOCKROOM_ADMIN_KEY")?;
         }
-        let refunds =
-            stripe::refunds::Refunds::from_config(&config).context("building the Stripe client")?;
+        let refunds = stripe::refunds::Refunds::from_config(&config).context("building the Stripe client")?;
+        let events = events::EventHub::start(&db).await.context("starting the event feed")?;
         Ok(AppState {
             db,
             config: Arc::new(config),
             refunds,
+            events,
         })
     }
 }

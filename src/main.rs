@@ -5,11 +5,7 @@ use stockroom::{AppState, Config, auth, graphql};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "stockroom",
-    version,
-    about = "Inventory backend that never oversells"
-)]
+#[command(name = "stockroom", version, about = "Inventory backend that never oversells")]
 struct Cli {
     #[command(flatten)]
     config: Config,
@@ -42,9 +38,7 @@ enum ApiKeyAction {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {

@@ -403,10 +403,7 @@ impl MigrationTrait for Migration {
                     .col(string(ReservationLine::Sku))
                     .col(integer(ReservationLine::InventoryLevelId))
                     .col(integer(ReservationLine::StockLocationId))
-                    .col(
-                        integer(ReservationLine::Quantity)
-                            .check(Expr::col(ReservationLine::Quantity).gt(0)),
-                    )
+                    .col(integer(ReservationLine::Quantity).check(Expr::col(ReservationLine::Quantity).gt(0)))
                     .foreign_key(&mut fk(
                         ReservationLine::Table,
                         ReservationLine::ReservationId,
@@ -501,12 +498,7 @@ impl MigrationTrait for Migration {
                             .default(0)
                             .check(Expr::col(OrderLine::BackorderedQuantity).gte(0)),
                     )
-                    .foreign_key(&mut fk(
-                        OrderLine::Table,
-                        OrderLine::OrderId,
-                        Orders::Table,
-                        Orders::Id,
-                    ))
+                    .foreign_key(&mut fk(OrderLine::Table, OrderLine::OrderId, Orders::Table, Orders::Id))
                     .foreign_key(&mut fk(
                         OrderLine::Table,
                         OrderLine::InventoryItemId,
@@ -664,9 +656,7 @@ impl MigrationTrait for Migration {
             StockLocation::Table.into_iden(),
         ];
         for table in tables {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

@@ -6,7 +6,8 @@
 //! `event_sequence` row, incremented by an `UPDATE` as the last statement before commit.
 //! The `UPDATE` holds that row's lock until the transaction ends, so the next transaction
 //! can only take its ids after this one has committed (or rolled back, in which case its
-//! increment is undone too and no gap appears). Only transactions that emit events touch
+//! increment is undone too and no gap appears). Ids are therefore also dense: a reader
+//! that sees id N+2 after N knows it missed N+1. Only transactions that emit events touch
 //! the row, and only for the moment between their last write and their commit.
 //!
 //! Deadlock-free: the sequence row is always the last lock a transaction takes.
@@ -20,6 +21,10 @@ use sea_orm::{
 };
 
 use crate::error::{Error, Result};
+
+/// The PostgreSQL channel on which committed events are announced (a wake-up hint only:
+/// the payload is the newest id, readers always read the table).
+pub const NOTIFY_CHANNEL: &str = "stockroom_inventory_events";
 
 /// The event type of a line that took a level's free stock below zero.
 pub const BACKORDERED: &str = "inventory.backordered";

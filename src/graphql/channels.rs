@@ -77,9 +77,7 @@ impl ShippingOption {
 /// Loads a location that a foreign key points to.
 pub async fn load_location(ctx: &Context<'_>, id: i32) -> Result<StockLocation> {
     let location = loaders(ctx).load_one(LocationById(id)).await?;
-    Ok(StockLocation(
-        location.ok_or_else(|| dangling("stock location", id))?,
-    ))
+    Ok(StockLocation(location.ok_or_else(|| dangling("stock location", id))?))
 }
 
 #[derive(Default)]
@@ -136,15 +134,9 @@ pub struct ChannelMutation;
 impl ChannelMutation {
     /// Creates a sales channel with no locations.
     #[graphql(guard = "AdminGuard")]
-    async fn create_sales_channel(
-        &self,
-        ctx: &Context<'_>,
-        input: CreateSalesChannelInput,
-    ) -> Result<SalesChannel> {
+    async fn create_sales_channel(&self, ctx: &Context<'_>, input: CreateSalesChannelInput) -> Result<SalesChannel> {
         let name = Name::parse(&input.name, "name")?;
-        Ok(SalesChannel(
-            catalog::create_channel(&state(ctx).db, name).await?,
-        ))
+        Ok(SalesChannel(catalog::create_channel(&state(ctx).db, name).await?))
     }
 
     /// Lets a channel sell from a location; mapping an existing pair again updates its priority.

@@ -45,11 +45,7 @@ impl InventoryItem {
     /// Stock of this item at each location that has a level for it.
     async fn levels(&self, ctx: &Context<'_>) -> Result<Vec<InventoryLevel>> {
         let levels = loaders(ctx).load_one(LevelsOfItem(self.0.id)).await?;
-        Ok(levels
-            .unwrap_or_default()
-            .into_iter()
-            .map(InventoryLevel)
-            .collect())
+        Ok(levels.unwrap_or_default().into_iter().map(InventoryLevel).collect())
     }
 }
 
@@ -65,9 +61,7 @@ impl InventoryLevel {
     async fn item(&self, ctx: &Context<'_>) -> Result<InventoryItem> {
         let id = self.0.inventory_item_id;
         let item = loaders(ctx).load_one(ItemById(id)).await?;
-        Ok(InventoryItem(
-            item.ok_or_else(|| dangling("inventory item", id))?,
-        ))
+        Ok(InventoryItem(item.ok_or_else(|| dangling("inventory item", id))?))
     }
 
     async fn location(&self, ctx: &Context<'_>) -> Result<StockLocation> {
@@ -167,11 +161,7 @@ pub struct InventoryQuery;
 impl InventoryQuery {
     /// The item with this sku, or null.
     #[graphql(guard = "AdminGuard")]
-    async fn inventory_item(
-        &self,
-        ctx: &Context<'_>,
-        sku: String,
-    ) -> Result<Option<InventoryItem>> {
+    async fn inventory_item(&self, ctx: &Context<'_>, sku: String) -> Result<Option<InventoryItem>> {
         let item = inventory_item::Entity::find()
             .filter(inventory_item::Column::Sku.eq(sku))
             .one(state(ctx).db.conn())
@@ -198,11 +188,7 @@ impl InventoryQuery {
             .all(state(ctx).db.conn())
             .await
             .map_err(Error::from)?;
-        Ok(
-            page.connection(rows.into_iter().map(InventoryItem).collect(), |item| {
-                item.0.id.into()
-            }),
-        )
+        Ok(page.connection(rows.into_iter().map(InventoryItem).collect(), |item| item.0.id.into()))
     }
 
     /// Levels below zero (backordered), oldest level first.
@@ -250,12 +236,9 @@ impl InventoryQuery {
             .await
             .map_err(Error::from)?
             .ok_or_else(|| Error::not_found(format!("inventory item {sku}")))?;
-        let mut levels = inventory_level::Entity::find()
-            .filter(inventory_level::Column::InventoryItemId.eq(item.id));
+        let mut levels = inventory_level::Entity::find().filter(inventory_level::Column::InventoryItemId.eq(item.id));
         if let Some(location) = &stock_location_id {
-            levels = levels.filter(
-                inventory_level::Column::StockLocationId.eq(parse_id(location, "stock location")?),
-            );
+            levels = levels.filter(inventory_level::Column::StockLocationId.eq(parse_id(location, "stock location")?));
         }
         let location_of_level: HashMap<i32, i32> = levels
             .all(db)
@@ -265,18 +248,12 @@ impl InventoryQuery {
             .map(|level| (level.id, level.stock_location_id))
             .collect();
         let mut query = stock_movement::Entity::find()
-            .filter(
-                stock_movement::Column::InventoryLevelId.is_in(location_of_level.keys().copied()),
-            )
+            .filter(stock_movement::Column::InventoryLevelId.is_in(location_of_level.keys().copied()))
             .order_by_desc(stock_movement::Column::Id);
         if let Some(after) = page.after {
             query = query.filter(stock_movement::Column::Id.lt(after));
         }
-        let rows = query
-            .limit(page.fetch_limit())
-            .all(db)
-            .await
-            .map_err(Error::from)?;
+        let rows = query.limit(page.fetch_limit()).all(db).await.map_err(Error::from)?;
         let movements = rows
             .into_iter()
             .map(|row| StockMovement {
@@ -325,25 +302,15 @@ pub struct InventoryMutation;
 impl InventoryMutation {
     /// Creates an item; a duplicate sku is `BAD_USER_INPUT`.
     #[graphql(guard = "AdminGuard")]
-    async fn create_inventory_item(
-        &self,
-        ctx: &Context<'_>,
-        input: CreateInventoryItemInput,
-    ) -> Result<InventoryItem> {
+    async fn create_inventory_item(&self, ctx: &Context<'_>, input: CreateInventoryItemInput) -> Result<InventoryItem> {
         let sku = Sku::parse(&input.sku)?;
         let title = Name::parse(&input.title, "title")?;
-        Ok(InventoryItem(
-            catalog::create_item(&state(ctx).db, sku, title).await?,
-        ))
+        Ok(InventoryItem(catalog::create_item(&state(ctx).db, sku, title).await?))
     }
 
     /// Sets a level to an absolute quantity, creating it if missing.
     #[graphql(guard = "AdminGuard")]
-    async fn set_stock_level(
-        &self,
-        ctx: &Context<'_>,
-        input: SetStockLevelInput,
-    ) -> Result<InventoryLevel> {
+    async fn set_stock_level(&self, ctx: &Context<'_>, input: SetStockLevelInput) -> Result<InventoryLevel> {
         let cmd = SetStockLevel {
             sku: Sku::parse(&input.sku)?,
             stock_location_id: parse_id(&input.stock_location_id, "stock location")?,
@@ -351,18 +318,12 @@ impl InventoryMutation {
             allow_backorder: input.allow_backorder,
             expected_version: input.expected_version,
         };
-        Ok(InventoryLevel(
-            stock::set_stock_level(&state(ctx).db, &cmd).await?,
-        ))
+        Ok(InventoryLevel(stock::set_stock_level(&state(ctx).db, &cmd).await?))
     }
 
     /// Changes a level by `delta`, recorded in the ledger as an ADJUSTMENT.
     #[graphql(guard = "AdminGuard")]
-    async fn adjust_stock(
-        &self,
-        ctx: &Context<'_>,
-        input: AdjustStockInput,
-    ) -> Result<InventoryLevel> {
+    async fn adjust_stock(&self, ctx: &Context<'_>, input: AdjustStockInput) -> Result<InventoryLevel> {
         let cmd = AdjustStock {
             sku: Sku::parse(&input.sku)?,
             stock_location_id: parse_id(&input.stock_location_id, "stock location")?,
@@ -370,8 +331,6 @@ impl InventoryMutation {
             note: input.reason,
             expected_version: input.expected_version,
         };
-        Ok(InventoryLevel(
-            stock::adjust_stock(&state(ctx).db, &cmd).await?,
-        ))
+        Ok(InventoryLevel(stock::adjust_stock(&state(ctx).db, &cmd).await?))
     }
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 use entity::{
-    inventory_item, inventory_level, order_line, reservation_line, sales_channel,
-    sales_channel_location, stock_location,
+    inventory_item, inventory_level, order_line, reservation_line, sales_channel, sales_channel_location,
+    stock_location,
 };
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 

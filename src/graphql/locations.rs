@@ -4,9 +4,7 @@ use async_graphql::{Context, ID, InputObject, Object, Result};
 use entity::stock_location;
 use sea_orm::{EntityTrait, QueryOrder};
 
-use super::{
-    AdminGuard, inventory::InventoryLevel, loaders, loaders::LevelsAtLocation, state, to_id,
-};
+use super::{AdminGuard, inventory::InventoryLevel, loaders, loaders::LevelsAtLocation, state, to_id};
 use crate::{
     error::Error,
     inventory::{catalog, values::Name},
@@ -28,11 +26,7 @@ impl StockLocation {
     /// Stock of every item held here.
     async fn levels(&self, ctx: &Context<'_>) -> Result<Vec<InventoryLevel>> {
         let levels = loaders(ctx).load_one(LevelsAtLocation(self.0.id)).await?;
-        Ok(levels
-            .unwrap_or_default()
-            .into_iter()
-            .map(InventoryLevel)
-            .collect())
+        Ok(levels.unwrap_or_default().into_iter().map(InventoryLevel).collect())
     }
 }
 
@@ -65,14 +59,8 @@ pub struct LocationMutation;
 impl LocationMutation {
     /// Creates a stock location.
     #[graphql(guard = "AdminGuard")]
-    async fn create_stock_location(
-        &self,
-        ctx: &Context<'_>,
-        input: CreateStockLocationInput,
-    ) -> Result<StockLocation> {
+    async fn create_stock_location(&self, ctx: &Context<'_>, input: CreateStockLocationInput) -> Result<StockLocation> {
         let name = Name::parse(&input.name, "name")?;
-        Ok(StockLocation(
-            catalog::create_location(&state(ctx).db, name).await?,
-        ))
+        Ok(StockLocation(catalog::create_location(&state(ctx).db, name).await?))
     }
 }

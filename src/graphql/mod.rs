@@ -5,6 +5,7 @@
 //! (`crate::inventory`) and wrap the result; the rules live in the domain.
 
 mod channels;
+mod events;
 mod inventory;
 mod loaders;
 mod locations;
@@ -14,10 +15,7 @@ mod storefront;
 
 use std::time::Duration;
 
-use async_graphql::{
-    Context, EmptySubscription, Guard, ID, MergedObject, Schema, SchemaBuilder,
-    dataloader::DataLoader,
-};
+use async_graphql::{Context, Guard, ID, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader};
 
 pub use loaders::Loaders;
 
@@ -25,16 +23,19 @@ use crate::{AppState, auth::Caller, error::Error};
 
 /// Every query field.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(
     locations::LocationQuery,
     channels::ChannelQuery,
     inventory::InventoryQuery,
     orders::OrderQuery,
+    events::EventQuery,
     storefront::StorefrontQuery,
 );
 
 /// Every mutation field.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(
     locations::LocationMutation,
     channels::ChannelMutation,
@@ -43,7 +44,9 @@ pub struct MutationRoot(
 );
 
 /// The served schema.
-pub type StockroomSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type StockroomSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+pub use events::SubscriptionRoot;
 
 /// Deepest query accepted: the deepest sensible query (connection → edges → node →
 /// levels → location → levels → item) is 8 levels.
@@ -51,14 +54,10 @@ const MAX_DEPTH: usize = 10;
 /// Most fields per query; a full admin page with nested fields stays well below.
 const MAX_COMPLEXITY: usize = 2_000;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(
-        QueryRoot::default(),
-        MutationRoot::default(),
-        EmptySubscription,
-    )
-    .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY)
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
 }
 
 /// How long a DataLoader collects keys before it queries. The window has to outlast one
@@ -69,8 +68,7 @@ const LOADER_BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// The schema with its data: the app state and the batch loaders.
 pub fn build_schema(state: AppState) -> StockroomSchema {
-    let loaders = DataLoader::new(Loaders::new(state.db.conn().clone()), tokio::spawn)
-        .delay(LOADER_BATCH_WINDOW);
+    let loaders = DataLoader::new(Loaders::new(state.db.conn().clone()), tokio::spawn).delay(LOADER_BATCH_WINDOW);
     builder().data(loaders).data(state).finish()
 }
 

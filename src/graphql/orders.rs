@@ -64,11 +64,7 @@ impl Order {
 
     async fn lines(&self, ctx: &Context<'_>) -> Result<Vec<OrderLine>> {
         let lines = loaders(ctx).load_one(LinesOfOrder(self.0.id)).await?;
-        Ok(lines
-            .unwrap_or_default()
-            .into_iter()
-            .map(OrderLine)
-            .collect())
+        Ok(lines.unwrap_or_default().into_iter().map(OrderLine).collect())
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
@@ -123,11 +119,7 @@ impl OrderQuery {
 
     /// The order made for a Stripe PaymentIntent, or null.
     #[graphql(guard = "AdminGuard")]
-    async fn order_by_payment_intent(
-        &self,
-        ctx: &Context<'_>,
-        payment_intent_id: String,
-    ) -> Result<Option<Order>> {
+    async fn order_by_payment_intent(&self, ctx: &Context<'_>, payment_intent_id: String) -> Result<Option<Order>> {
         let order = orders::Entity::find()
             .filter(orders::Column::PaymentIntentId.eq(payment_intent_id))
             .one(state(ctx).db.conn())
@@ -158,11 +150,7 @@ impl OrderQuery {
             .all(state(ctx).db.conn())
             .await
             .map_err(Error::from)?;
-        Ok(
-            page.connection(rows.into_iter().map(Order).collect(), |order| {
-                order.0.id.into()
-            }),
-        )
+        Ok(page.connection(rows.into_iter().map(Order).collect(), |order| order.0.id.into()))
     }
 }
 
@@ -217,8 +205,6 @@ impl OrderMutation {
                 .transpose()?,
             lines: parse_lines(&input.lines)?,
         };
-        Ok(Order(
-            placement::place_order(&state(ctx).db, &order).await?.order,
-        ))
+        Ok(Order(placement::place_order(&state(ctx).db, &order).await?.order))
     }
 }

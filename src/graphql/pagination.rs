@@ -27,9 +27,7 @@ impl Page {
     /// Checks `first` (1..=100) and decodes `after`.
     pub fn parse(first: i32, after: Option<&str>) -> Result<Self> {
         if !(1..=MAX_PAGE_SIZE).contains(&first) {
-            return Err(Error::bad_input(format!(
-                "first must be between 1 and {MAX_PAGE_SIZE}"
-            )));
+            return Err(Error::bad_input(format!("first must be between 1 and {MAX_PAGE_SIZE}")));
         }
         let after = after.map(decode_cursor).transpose()?;
         Ok(Page {
@@ -44,11 +42,7 @@ impl Page {
     }
 
     /// Builds the connection from up to `fetch_limit()` rows in listing order.
-    pub fn connection<N: OutputType>(
-        &self,
-        mut rows: Vec<N>,
-        id_of: impl Fn(&N) -> i64,
-    ) -> Connection<String, N> {
+    pub fn connection<N: OutputType>(&self, mut rows: Vec<N>, id_of: impl Fn(&N) -> i64) -> Connection<String, N> {
         let has_next = rows.len() as u64 > self.size;
         rows.truncate(self.size as usize);
         let mut connection = Connection::new(self.after.is_some(), has_next);
@@ -81,10 +75,7 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
         assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
-        assert_eq!(
-            decode_cursor("not-a-cursor").unwrap_err().code(),
-            "BAD_USER_INPUT"
-        );
+        assert_eq!(decode_cursor("not-a-cursor").unwrap_err().code(), "BAD_USER_INPUT");
     }
 
     #[test]

@@ -55,19 +55,15 @@ pub fn allocate(lines: &[LineCandidates]) -> Result<Vec<Allocation>> {
         }
         let quantity = i64::from(line.quantity.get());
         let free_at = |free: &HashMap<i32, i64>, candidate: &Candidate| {
-            free.get(&candidate.level_id).copied().unwrap_or_else(|| {
-                i64::from(candidate.stocked_quantity) - i64::from(candidate.reserved_quantity)
-            })
+            free.get(&candidate.level_id)
+                .copied()
+                .unwrap_or_else(|| i64::from(candidate.stocked_quantity) - i64::from(candidate.reserved_quantity))
         };
         let chosen = line
             .candidates
             .iter()
             .find(|candidate| free_at(&free, candidate) >= quantity)
-            .or_else(|| {
-                line.candidates
-                    .iter()
-                    .find(|candidate| candidate.allow_backorder)
-            })
+            .or_else(|| line.candidates.iter().find(|candidate| candidate.allow_backorder))
             .ok_or_else(|| Error::OutOfStock {
                 sku: line.sku.to_string(),
             })?;
@@ -118,11 +114,7 @@ mod tests {
         let lines = [line(
             "A",
             3,
-            vec![
-                level(1, 2, 0, true),
-                level(2, 5, 3, false),
-                level(3, 3, 0, false),
-            ],
+            vec![level(1, 2, 0, true), level(2, 5, 3, false), level(3, 3, 0, false)],
         )];
         assert_eq!(chosen(&allocate(&lines).unwrap()), [(3, 0)]);
     }
@@ -132,11 +124,7 @@ mod tests {
         let lines = [line(
             "A",
             4,
-            vec![
-                level(1, 1, 0, false),
-                level(2, 1, 0, true),
-                level(3, 0, 0, true),
-            ],
+            vec![level(1, 1, 0, false), level(2, 1, 0, true), level(3, 0, 0, true)],
         )];
         assert_eq!(chosen(&allocate(&lines).unwrap()), [(2, 3)]);
     }
@@ -182,11 +170,7 @@ mod tests {
 
     #[test]
     fn a_line_is_never_split_across_locations() {
-        let lines = [line(
-            "A",
-            4,
-            vec![level(1, 2, 0, false), level(2, 2, 0, false)],
-        )];
+        let lines = [line("A", 4, vec![level(1, 2, 0, false), level(2, 2, 0, false)])];
         assert_eq!(allocate(&lines).unwrap_err().code(), "OUT_OF_STOCK");
     }
 }

@@ -30,15 +30,9 @@ pub struct SkuAvailability {
 }
 
 /// Availability of `skus` (in the order asked) through `channel_id`'s mapped locations.
-pub async fn for_channel(
-    db: &Database,
-    channel_id: i32,
-    skus: &[String],
-) -> Result<Vec<SkuAvailability>> {
+pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Result<Vec<SkuAvailability>> {
     if skus.len() > MAX_SKUS {
-        return Err(Error::bad_input(format!(
-            "at most {MAX_SKUS} skus per call"
-        )));
+        return Err(Error::bad_input(format!("at most {MAX_SKUS} skus per call")));
     }
     let conn = db.conn();
     lookup::by_id::<sales_channel::Entity>(conn, channel_id, "sales channel").await?;
@@ -55,10 +49,7 @@ pub async fn for_channel(
         .filter(inventory_item::Column::Sku.is_in(valid_skus))
         .all(conn)
         .await?;
-    let sku_of_item: HashMap<i32, &str> = items
-        .iter()
-        .map(|item| (item.id, item.sku.as_str()))
-        .collect();
+    let sku_of_item: HashMap<i32, &str> = items.iter().map(|item| (item.id, item.sku.as_str())).collect();
     let levels = inventory_level::Entity::find()
         .filter(inventory_level::Column::InventoryItemId.is_in(sku_of_item.keys().copied()))
         .filter(inventory_level::Column::StockLocationId.is_in(location_ids))
@@ -66,9 +57,7 @@ pub async fn for_channel(
         .await?;
     let mut totals: HashMap<&str, (i64, bool)> = HashMap::new();
     for level in &levels {
-        let entry = totals
-            .entry(sku_of_item[&level.inventory_item_id])
-            .or_default();
+        let entry = totals.entry(sku_of_item[&level.inventory_item_id]).or_default();
         entry.0 += i64::from((level.stocked_quantity - level.reserved_quantity).max(0));
         entry.1 |= level.allow_backorder;
     }

@@ -3,9 +3,7 @@
 //! those that check a parent first do both in one write transaction.
 
 use chrono::Utc;
-use entity::{
-    inventory_item, sales_channel, sales_channel_location, shipping_option, stock_location,
-};
+use entity::{inventory_item, sales_channel, sales_channel_location, shipping_option, stock_location};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
@@ -59,23 +57,13 @@ pub struct ChannelMapping {
 }
 
 /// Maps a location to a channel, or changes the priority of an existing mapping.
-pub async fn map_channel_location(
-    db: &Database,
-    mapping: &ChannelMapping,
-) -> Result<sales_channel::Model> {
-    db.write(mapping, |txn, mapping| {
-        Box::pin(map_channel_location_in(txn, mapping))
-    })
-    .await
+pub async fn map_channel_location(db: &Database, mapping: &ChannelMapping) -> Result<sales_channel::Model> {
+    db.write(mapping, |txn, mapping| Box::pin(map_channel_location_in(txn, mapping)))
+        .await
 }
 
-async fn map_channel_location_in(
-    txn: &DatabaseTransaction,
-    mapping: &ChannelMapping,
-) -> Result<sales_channel::Model> {
-    let channel =
-        lookup::by_id::<sales_channel::Entity>(txn, mapping.sales_channel_id, "sales channel")
-            .await?;
+async fn map_channel_location_in(txn: &DatabaseTransaction, mapping: &ChannelMapping) -> Result<sales_channel::Model> {
+    let channel = lookup::by_id::<sales_channel::Entity>(txn, mapping.sales_channel_id, "sales channel").await?;
     lookup::location(txn, mapping.stock_location_id).await?;
     let now = Utc::now();
     let row = sales_channel_location::ActiveModel {
@@ -101,11 +89,7 @@ async fn map_channel_location_in(
             ])
             .value(
                 sales_channel_location::Column::Version,
-                Expr::col((
-                    sales_channel_location::Entity,
-                    sales_channel_location::Column::Version,
-                ))
-                .add(1),
+                Expr::col((sales_channel_location::Entity, sales_channel_location::Column::Version)).add(1),
             )
             .to_owned(),
         )
@@ -120,25 +104,22 @@ pub async fn create_shipping_option(
     name: Name,
     stock_location_id: i32,
 ) -> Result<shipping_option::Model> {
-    db.write(
-        &(name, stock_location_id),
-        |txn, (name, stock_location_id)| {
-            Box::pin(async move {
-                lookup::location(txn, *stock_location_id).await?;
-                let now = Utc::now();
-                Ok(shipping_option::ActiveModel {
-                    name: Set(name.clone().into_inner()),
-                    stock_location_id: Set(*stock_location_id),
-                    version: Set(1),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                    ..Default::default()
-                }
-                .insert(txn)
-                .await?)
-            })
-        },
-    )
+    db.write(&(name, stock_location_id), |txn, (name, stock_location_id)| {
+        Box::pin(async move {
+            lookup::location(txn, *stock_location_id).await?;
+            let now = Utc::now();
+            Ok(shipping_option::ActiveModel {
+                name: Set(name.clone().into_inner()),
+                stock_location_id: Set(*stock_location_id),
+                version: Set(1),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(txn)
+            .await?)
+        })
+    })
     .await
 }
 

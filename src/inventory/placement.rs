@@ -27,13 +27,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::Utc;
 use entity::{
-    inventory_item, inventory_level, order_line, orders, orders::OrderStatus, sales_channel,
-    sales_channel_location, shipping_option, stock_movement::MovementReason,
+    inventory_item, inventory_level, order_line, orders, orders::OrderStatus, sales_channel, sales_channel_location,
+    shipping_option, stock_movement::MovementReason,
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TryInsertResult,
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -72,9 +71,7 @@ impl PlaceOrder {
     /// Checks the shape of the order: 1 to `MAX_LINES` lines.
     pub fn validate(&self) -> Result<()> {
         if self.lines.is_empty() || self.lines.len() > MAX_LINES {
-            return Err(Error::bad_input(format!(
-                "an order needs 1 to {MAX_LINES} lines"
-            )));
+            return Err(Error::bad_input(format!("an order needs 1 to {MAX_LINES} lines")));
         }
         Ok(())
     }
@@ -90,8 +87,7 @@ pub struct Placed {
 /// Places `order` in one write transaction (see the module doc).
 pub async fn place_order(db: &Database, order: &PlaceOrder) -> Result<Placed> {
     order.validate()?;
-    db.write(order, |txn, order| Box::pin(place_order_in(txn, order)))
-        .await
+    db.write(order, |txn, order| Box::pin(place_order_in(txn, order))).await
 }
 
 /// The placement itself, inside a write transaction the caller opened (and commits only
@@ -99,9 +95,7 @@ pub async fn place_order(db: &Database, order: &PlaceOrder) -> Result<Placed> {
 pub async fn place_order_in(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Result<Placed> {
     lookup::by_id::<sales_channel::Entity>(txn, cmd.sales_channel_id, "sales channel").await?;
     let shipping = match cmd.shipping_option_id {
-        Some(id) => {
-            Some(lookup::by_id::<shipping_option::Entity>(txn, id, "shipping option").await?)
-        }
+        Some(id) => Some(lookup::by_id::<shipping_option::Entity>(txn, id, "shipping option").await?),
         None => None,
     };
     let now = Utc::now();
@@ -118,10 +112,7 @@ pub async fn place_order_in(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Resu
     let order = match claim_payment_intent(txn, &cmd.payment_intent_id, row).await? {
         Claim::New(order) => order,
         Claim::Existing(order) => {
-            return Ok(Placed {
-                order,
-                created: false,
-            });
+            return Ok(Placed { order, created: false });
         }
     };
     let locations = candidate_locations(txn, cmd.sales_channel_id, shipping.as_ref()).await?;
@@ -160,10 +151,7 @@ pub async fn place_order_in(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Resu
         })
         .collect();
     outbox::append(txn, events).await?;
-    Ok(Placed {
-        order,
-        created: true,
-    })
+    Ok(Placed { order, created: true })
 }
 
 enum Claim {
@@ -228,10 +216,7 @@ async fn candidate_locations(
     Ok(ordered)
 }
 
-async fn items_by_sku(
-    txn: &DatabaseTransaction,
-    lines: &[LineRequest],
-) -> Result<HashMap<Sku, inventory_item::Model>> {
+async fn items_by_sku(txn: &DatabaseTransaction, lines: &[LineRequest]) -> Result<HashMap<Sku, inventory_item::Model>> {
     let skus: Vec<&str> = lines.iter().map(|line| line.sku.as_str()).collect();
     let found: HashMap<String, inventory_item::Model> = inventory_item::Entity::find()
         .filter(inventory_item::Column::Sku.is_in(skus))
@@ -249,17 +234,13 @@ async fn items_by_sku(
         .collect()
 }
 
-fn candidates_for(
-    item_id: i32,
-    locations: &[i32],
-    locked: &[inventory_level::Model],
-) -> Vec<Candidate> {
+fn candidates_for(item_id: i32, locations: &[i32], locked: &[inventory_level::Model]) -> Vec<Candidate> {
     locations
         .iter()
         .filter_map(|location| {
-            locked.iter().find(|level| {
-                level.inventory_item_id == item_id && level.stock_location_id == *location
-            })
+            locked
+                .iter()
+                .find(|level| level.inventory_item_id == item_id && level.stock_location_id == *location)
         })
         .map(|level| Candidate {
             level_id: level.id,
@@ -312,17 +293,8 @@ async fn take_stock(
         };
         written.push((movement, level));
     }
-    ledger::record(
-        txn,
-        written
-            .iter()
-            .map(|(movement, level)| (movement.clone(), level)),
-    )
-    .await?;
-    let written = written
-        .into_iter()
-        .map(|(_, level)| (level.id, level))
-        .collect();
+    ledger::record(txn, written.iter().map(|(movement, level)| (movement.clone(), level))).await?;
+    let written = written.into_iter().map(|(_, level)| (level.id, level)).collect();
     Ok(written)
 }
 
@@ -364,10 +336,7 @@ pub struct RejectedOrder {
 
 /// Stores a REJECTED order (no stock moves) unless an order exists for the PaymentIntent,
 /// inside the caller's write transaction.
-pub async fn reject_order_in(
-    txn: &DatabaseTransaction,
-    rejected: &RejectedOrder,
-) -> Result<Placed> {
+pub async fn reject_order_in(txn: &DatabaseTransaction, rejected: &RejectedOrder) -> Result<Placed> {
     // Keep references only to rows that exist: the ids came from outside.
     let sales_channel_id = match rejected.sales_channel_id {
         Some(id) => sales_channel::Entity::find_by_id(id)
@@ -398,10 +367,7 @@ pub async fn reject_order_in(
     let order = match claim_payment_intent(txn, &rejected.payment_intent_id, row).await? {
         Claim::New(order) => order,
         Claim::Existing(order) => {
-            return Ok(Placed {
-                order,
-                created: false,
-            });
+            return Ok(Placed { order, created: false });
         }
     };
     if !rejected.lines.is_empty() {
@@ -416,18 +382,11 @@ pub async fn reject_order_in(
             .exec_without_returning(txn)
             .await?;
     }
-    Ok(Placed {
-        order,
-        created: true,
-    })
+    Ok(Placed { order, created: true })
 }
 
 /// Records on a rejected order what became of its refund.
-pub async fn record_refund(
-    db: &Database,
-    order_id: i32,
-    outcome: &std::result::Result<String, String>,
-) -> Result<()> {
+pub async fn record_refund(db: &Database, order_id: i32, outcome: &std::result::Result<String, String>) -> Result<()> {
     let (refund_id, refund_error) = match outcome {
         Ok(id) => (Some(id.clone()), None),
         Err(error) => (None, Some(error.clone())),
@@ -435,10 +394,7 @@ pub async fn record_refund(
     orders::Entity::update_many()
         .col_expr(orders::Column::RefundId, Expr::value(refund_id))
         .col_expr(orders::Column::RefundError, Expr::value(refund_error))
-        .col_expr(
-            orders::Column::Version,
-            Expr::col(orders::Column::Version).add(1),
-        )
+        .col_expr(orders::Column::Version, Expr::col(orders::Column::Version).add(1))
         .col_expr(orders::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(orders::Column::Id.eq(order_id))
         .exec(db.conn())

@@ -15,8 +15,7 @@ use entity::{inventory_level, stock_movement::MovementReason};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -55,14 +54,12 @@ pub struct AdjustStock {
 
 /// Applies a [`SetStockLevel`] in its own write transaction.
 pub async fn set_stock_level(db: &Database, cmd: &SetStockLevel) -> Result<inventory_level::Model> {
-    db.write(cmd, |txn, cmd| Box::pin(set_stock_level_in(txn, cmd)))
-        .await
+    db.write(cmd, |txn, cmd| Box::pin(set_stock_level_in(txn, cmd))).await
 }
 
 /// Applies an [`AdjustStock`] in its own write transaction.
 pub async fn adjust_stock(db: &Database, cmd: &AdjustStock) -> Result<inventory_level::Model> {
-    db.write(cmd, |txn, cmd| Box::pin(adjust_stock_in(txn, cmd)))
-        .await
+    db.write(cmd, |txn, cmd| Box::pin(adjust_stock_in(txn, cmd))).await
 }
 
 fn check_backorder_rule(stocked_quantity: i32, allow_backorder: bool) -> Result<()> {
@@ -74,10 +71,7 @@ fn check_backorder_rule(stocked_quantity: i32, allow_backorder: bool) -> Result<
     Ok(())
 }
 
-async fn set_stock_level_in(
-    txn: &DatabaseTransaction,
-    cmd: &SetStockLevel,
-) -> Result<inventory_level::Model> {
+async fn set_stock_level_in(txn: &DatabaseTransaction, cmd: &SetStockLevel) -> Result<inventory_level::Model> {
     let item = lookup::item_by_sku(txn, &cmd.sku).await?;
     lookup::location(txn, cmd.stock_location_id).await?;
     let current = inventory_level::Entity::find()
@@ -115,24 +109,13 @@ async fn set_stock_level_in(
         return Err(version_conflict(txn, current.id, current.version).await);
     };
     let delta = written.stocked_quantity - current.stocked_quantity;
-    ledger::record(
-        txn,
-        [(Movement::stocked(MovementReason::Set, delta), &written)],
-    )
-    .await?;
+    ledger::record(txn, [(Movement::stocked(MovementReason::Set, delta), &written)]).await?;
     Ok(written)
 }
 
-async fn create_level(
-    txn: &DatabaseTransaction,
-    cmd: &SetStockLevel,
-    item_id: i32,
-) -> Result<inventory_level::Model> {
+async fn create_level(txn: &DatabaseTransaction, cmd: &SetStockLevel, item_id: i32) -> Result<inventory_level::Model> {
     if let Some(expected) = cmd.expected_version.filter(|version| *version != 0) {
-        return Err(Error::VersionConflict {
-            expected,
-            current: 0,
-        });
+        return Err(Error::VersionConflict { expected, current: 0 });
     }
     let allow_backorder = cmd.allow_backorder.unwrap_or(false);
     check_backorder_rule(cmd.stocked_quantity, allow_backorder)?;
@@ -164,10 +147,7 @@ async fn create_level(
     Ok(created)
 }
 
-async fn adjust_stock_in(
-    txn: &DatabaseTransaction,
-    cmd: &AdjustStock,
-) -> Result<inventory_level::Model> {
+async fn adjust_stock_in(txn: &DatabaseTransaction, cmd: &AdjustStock) -> Result<inventory_level::Model> {
     if cmd.delta == 0 {
         return Err(Error::bad_input("delta must not be zero"));
     }
@@ -181,11 +161,7 @@ async fn adjust_stock_in(
         .filter(Level::InventoryItemId.eq(item.id))
         .filter(Level::StockLocationId.eq(cmd.stock_location_id))
         .filter(after.clone().between(-MAX_STOCK, MAX_STOCK))
-        .filter(
-            Condition::any()
-                .add(Level::AllowBackorder.eq(true))
-                .add(after.gte(0)),
-        );
+        .filter(Condition::any().add(Level::AllowBackorder.eq(true)).add(after.gte(0)));
     if let Some(expected) = cmd.expected_version {
         update = update.filter(Level::Version.eq(expected));
     }
@@ -203,11 +179,7 @@ async fn adjust_stock_in(
 }
 
 /// Says why the guarded adjustment matched no row.
-async fn explain_refused_adjustment(
-    txn: &DatabaseTransaction,
-    cmd: &AdjustStock,
-    item_id: i32,
-) -> Error {
+async fn explain_refused_adjustment(txn: &DatabaseTransaction, cmd: &AdjustStock, item_id: i32) -> Error {
     let level = inventory_level::Entity::find()
         .filter(Level::InventoryItemId.eq(item_id))
         .filter(Level::StockLocationId.eq(cmd.stock_location_id))
@@ -224,9 +196,7 @@ async fn explain_refused_adjustment(
                 expected,
                 current: level.version,
             },
-            _ if (i64::from(level.stocked_quantity) + i64::from(cmd.delta)).abs()
-                > i64::from(MAX_STOCK) =>
-            {
+            _ if (i64::from(level.stocked_quantity) + i64::from(cmd.delta)).abs() > i64::from(MAX_STOCK) => {
                 Error::bad_input(format!("stock must stay within ±{MAX_STOCK}"))
             }
             _ => Error::bad_input(format!(
@@ -239,10 +209,7 @@ async fn explain_refused_adjustment(
 
 /// The `VERSION_CONFLICT` for a level whose guarded write matched nothing.
 pub async fn version_conflict(conn: &impl ConnectionTrait, level_id: i32, expected: i32) -> Error {
-    match inventory_level::Entity::find_by_id(level_id)
-        .one(conn)
-        .await
-    {
+    match inventory_level::Entity::find_by_id(level_id).one(conn).await {
         Ok(Some(level)) => Error::VersionConflict {
             expected,
             current: level.version,

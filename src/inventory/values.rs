@@ -21,9 +21,7 @@ impl Sku {
             return Err(Error::bad_input("sku must be 1 to 100 characters"));
         }
         if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(Error::bad_input(format!(
-                "sku {raw:?} must not contain whitespace"
-            )));
+            return Err(Error::bad_input(format!("sku {raw:?} must not contain whitespace")));
         }
         Ok(Sku(raw.to_owned()))
     }
@@ -48,9 +46,7 @@ impl Quantity {
     /// Checks that a line quantity is in `1..=MAX_LINE_QUANTITY`.
     pub fn parse(raw: i32) -> Result<Self> {
         if raw <= 0 {
-            return Err(Error::bad_input(format!(
-                "quantity must be positive, got {raw}"
-            )));
+            return Err(Error::bad_input(format!("quantity must be positive, got {raw}")));
         }
         if raw > MAX_LINE_QUANTITY {
             return Err(Error::bad_input(format!(
@@ -75,9 +71,7 @@ impl Name {
     pub fn parse(raw: &str, what: &str) -> Result<Self> {
         let trimmed = raw.trim();
         if trimmed.is_empty() || trimmed.chars().count() > 255 {
-            return Err(Error::bad_input(format!(
-                "{what} must be 1 to 255 characters"
-            )));
+            return Err(Error::bad_input(format!("{what} must be 1 to 255 characters")));
         }
         Ok(Name(trimmed.to_owned()))
     }
@@ -96,10 +90,7 @@ pub struct PaymentIntentId(String);
 impl PaymentIntentId {
     /// Checks and wraps a PaymentIntent id.
     pub fn parse(raw: &str) -> Result<Self> {
-        if raw.is_empty()
-            || raw.len() > 255
-            || raw.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if raw.is_empty() || raw.len() > 255 || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(Error::bad_input(
                 "paymentIntentId must be 1 to 255 characters without whitespace",
             ));
@@ -116,9 +107,7 @@ impl PaymentIntentId {
 /// Checks that an absolute stock level is within `±MAX_STOCK`.
 pub fn check_stock_bounds(quantity: i64, what: &str) -> Result<i32> {
     if quantity.abs() > i64::from(MAX_STOCK) {
-        return Err(Error::bad_input(format!(
-            "{what} must be within ±{MAX_STOCK}"
-        )));
+        return Err(Error::bad_input(format!("{what} must be within ±{MAX_STOCK}")));
     }
     Ok(quantity as i32)
 }
@@ -132,10 +121,7 @@ mod tests {
         assert!(Sku::parse("A-1").is_ok());
         assert_eq!(Sku::parse("").unwrap_err().code(), "BAD_USER_INPUT");
         assert_eq!(Sku::parse("A 1").unwrap_err().code(), "BAD_USER_INPUT");
-        assert_eq!(
-            Sku::parse(&"x".repeat(101)).unwrap_err().code(),
-            "BAD_USER_INPUT"
-        );
+        assert_eq!(Sku::parse(&"x".repeat(101)).unwrap_err().code(), "BAD_USER_INPUT");
     }
 
     #[test]
@@ -148,10 +134,7 @@ mod tests {
 
     #[test]
     fn names_are_trimmed() {
-        assert_eq!(
-            Name::parse("  Berlin ", "name").unwrap().into_inner(),
-            "Berlin"
-        );
+        assert_eq!(Name::parse("  Berlin ", "name").unwrap().into_inner(), "Berlin");
         assert!(Name::parse("   ", "name").is_err());
     }
 }

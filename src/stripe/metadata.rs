@@ -37,8 +37,8 @@ fn parse_lines(metadata: &HashMap<String, String>) -> Result<Vec<LineRequest>, S
     lines
         .into_iter()
         .map(|line| {
-            let quantity = i32::try_from(line.quantity)
-                .map_err(|_| format!("quantity {} is out of range", line.quantity))?;
+            let quantity =
+                i32::try_from(line.quantity).map_err(|_| format!("quantity {} is out of range", line.quantity))?;
             Ok(LineRequest {
                 sku: Sku::parse(&line.sku).map_err(|err| err.to_string())?,
                 quantity: Quantity::parse(quantity).map_err(|err| err.to_string())?,
@@ -100,17 +100,11 @@ mod tests {
             &metadata(&[
                 ("sales_channel_id", "3"),
                 ("shipping_option_id", "7"),
-                (
-                    "lines",
-                    r#"[{"sku":"A-1","quantity":2},{"sku":"B-2","quantity":1}]"#,
-                ),
+                ("lines", r#"[{"sku":"A-1","quantity":2},{"sku":"B-2","quantity":1}]"#),
             ]),
         )
         .unwrap();
-        assert_eq!(
-            (order.sales_channel_id, order.shipping_option_id),
-            (3, Some(7))
-        );
+        assert_eq!((order.sales_channel_id, order.shipping_option_id), (3, Some(7)));
         let lines: Vec<_> = order
             .lines
             .iter()
@@ -126,20 +120,14 @@ mod tests {
                 metadata(&[("lines", r#"[{"sku":"A-1","quantity":1}]"#)]),
                 "sales_channel_id is missing",
             ),
-            (
-                metadata(&[("sales_channel_id", "x"), ("lines", "[]")]),
-                "not an id",
-            ),
+            (metadata(&[("sales_channel_id", "x"), ("lines", "[]")]), "not an id"),
             (metadata(&[("sales_channel_id", "1")]), "lines is missing"),
             (
                 metadata(&[("sales_channel_id", "1"), ("lines", "{oops")]),
                 "not a JSON list",
             ),
             (
-                metadata(&[
-                    ("sales_channel_id", "1"),
-                    ("lines", r#"[{"sku":"A-1","quantity":0}]"#),
-                ]),
+                metadata(&[("sales_channel_id", "1"), ("lines", r#"[{"sku":"A-1","quantity":0}]"#)]),
                 "positive",
             ),
             (
@@ -155,15 +143,8 @@ mod tests {
                 rejected.reason
             );
         }
-        let rejected = order_from_metadata(
-            pi(),
-            &metadata(&[("lines", r#"[{"sku":"A-1","quantity":1}]"#)]),
-        )
-        .unwrap_err();
-        assert_eq!(
-            rejected.lines.len(),
-            1,
-            "readable lines are kept on the rejected order"
-        );
+        let rejected =
+            order_from_metadata(pi(), &metadata(&[("lines", r#"[{"sku":"A-1","quantity":1}]"#)])).unwrap_err();
+        assert_eq!(rejected.lines.len(), 1, "readable lines are kept on the rejected order");
     }
 }

@@ -69,9 +69,7 @@ pub async fn payment_succeeded(
                         if !claim_event(txn, event).await? {
                             return Ok(Outcome::AlreadyProcessed);
                         }
-                        Ok(Outcome::Placed(
-                            placement::place_order_in(txn, order).await?,
-                        ))
+                        Ok(Outcome::Placed(placement::place_order_in(txn, order).await?))
                     })
                 })
                 .await;
@@ -94,17 +92,11 @@ pub async fn payment_succeeded(
                 if !claim_event(txn, event).await? {
                     return Ok(Outcome::AlreadyProcessed);
                 }
-                Ok(Outcome::Rejected(
-                    placement::reject_order_in(txn, rejected).await?,
-                ))
+                Ok(Outcome::Rejected(placement::reject_order_in(txn, rejected).await?))
             })
         })
         .await?;
-    if let Outcome::Rejected(Placed {
-        order,
-        created: true,
-    }) = &outcome
-    {
+    if let Outcome::Rejected(Placed { order, created: true }) = &outcome {
         tracing::info!(payment_intent_id = %order.payment_intent_id, reason = ?order.rejection_reason, "order rejected");
         // After the commit, not inside it: no lock is held while Stripe answers.
         if let Some(refund) = refunds.refund(&order.payment_intent_id).await {

@@ -33,8 +33,8 @@ impl Refunds {
     pub async fn refund(&self, payment_intent_id: &str) -> Option<Result<String, String>> {
         let client = self.client.as_ref()?;
         let outcome = async {
-            let key = IdempotencyKey::new(format!("stockroom-refund-{payment_intent_id}"))
-                .map_err(|err| err.to_string())?;
+            let key =
+                IdempotencyKey::new(format!("stockroom-refund-{payment_intent_id}")).map_err(|err| err.to_string())?;
             let refund = CreateRefund::new()
                 .payment_intent(payment_intent_id)
                 .customize()
@@ -46,11 +46,7 @@ impl Refunds {
         }
         .await;
         if let Err(error) = &outcome {
-            tracing::warn!(
-                payment_intent_id,
-                error,
-                "refund of a rejected order failed"
-            );
+            tracing::warn!(payment_intent_id, error, "refund of a rejected order failed");
         }
         Some(outcome)
     }

@@ -27,18 +27,12 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     if state.config.stripe_webhook_secret.is_empty() {
         tracing::error!("a Stripe webhook arrived but STRIPE_WEBHOOK_SECRET is not set");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "webhook secret not configured",
-        )
-            .into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, "webhook secret not configured").into_response();
     }
     let Ok(payload) = std::str::from_utf8(&body) else {
         return (StatusCode::BAD_REQUEST, "body is not UTF-8").into_response();
     };
-    let header = headers
-        .get("stripe-signature")
-        .and_then(|value| value.to_str().ok());
+    let header = headers.get("stripe-signature").and_then(|value| value.to_str().ok());
     let event = match signature::verify(payload, header, &state.config.stripe_webhook_secret) {
         Ok(event) => event,
         Err(refused) => {

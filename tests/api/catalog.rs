@@ -3,10 +3,8 @@ use serde_json::json;
 
 use crate::helpers::on_each_backend;
 
-const CREATE_LOCATION: &str =
-    "mutation($name: String!) { createStockLocation(input: { name: $name }) { id name } }";
-const CREATE_CHANNEL: &str =
-    "mutation($name: String!) { createSalesChannel(input: { name: $name }) { id name } }";
+const CREATE_LOCATION: &str = "mutation($name: String!) { createStockLocation(input: { name: $name }) { id name } }";
+const CREATE_CHANNEL: &str = "mutation($name: String!) { createSalesChannel(input: { name: $name }) { id name } }";
 const MAP: &str = "mutation($c: ID!, $l: ID!, $p: Int!) {
     mapSalesChannelLocation(input: { salesChannelId: $c, stockLocationId: $l, priority: $p }) {
         id locations { priority location { id name } } } }";
@@ -80,10 +78,7 @@ async fn mapping_a_location_again_changes_its_priority_and_locations_come_prefer
         let far = app.location("Far").await;
         let channel = app.channel("Web", &[(near, 1), (far, 2)]).await;
         let remapped = app
-            .gql(
-                MAP,
-                json!({ "c": channel.to_string(), "l": far.to_string(), "p": 0 }),
-            )
+            .gql(MAP, json!({ "c": channel.to_string(), "l": far.to_string(), "p": 0 }))
             .await;
         let names: Vec<_> = remapped.data()["mapSalesChannelLocation"]["locations"]
             .as_array()
@@ -142,26 +137,11 @@ async fn bad_input_is_rejected_with_bad_user_input() {
             (CREATE_ITEM, json!({ "sku": "A-1", "title": "Duplicate" })),
             (CREATE_ITEM, json!({ "sku": "A 1", "title": "Space" })),
             (CREATE_ITEM, json!({ "sku": "", "title": "Empty" })),
-            (
-                SET_LEVEL,
-                json!({ "sku": "A-1", "l": location, "q": -1, "b": false }),
-            ),
-            (
-                SET_LEVEL,
-                json!({ "sku": "A-1", "l": location, "q": 2_000_000_000 }),
-            ),
-            (
-                "{ inventoryItems(first: 101) { edges { cursor } } }",
-                json!({}),
-            ),
-            (
-                "{ inventoryItems(first: 0) { edges { cursor } } }",
-                json!({}),
-            ),
-            (
-                "{ inventoryItems(after: \"garbage\") { edges { cursor } } }",
-                json!({}),
-            ),
+            (SET_LEVEL, json!({ "sku": "A-1", "l": location, "q": -1, "b": false })),
+            (SET_LEVEL, json!({ "sku": "A-1", "l": location, "q": 2_000_000_000 })),
+            ("{ inventoryItems(first: 101) { edges { cursor } } }", json!({})),
+            ("{ inventoryItems(first: 0) { edges { cursor } } }", json!({})),
+            ("{ inventoryItems(after: \"garbage\") { edges { cursor } } }", json!({})),
         ];
         for (query, variables) in cases {
             let response = app.gql(query, variables.clone()).await;
@@ -213,19 +193,14 @@ async fn admin_fields_need_a_valid_key_and_storefront_fields_do_not() {
 #[tokio::test]
 async fn api_keys_are_stored_hashed_and_new_keys_work() {
     on_each_backend(|app| async move {
-        let key = stockroom::auth::create_key(app.db(), "dashboard")
-            .await
-            .unwrap();
+        let key = stockroom::auth::create_key(app.db(), "dashboard").await.unwrap();
         let response = app
             .client()
             .with_key(&key)
             .gql("{ stockLocations { id } }", json!({}))
             .await;
         assert_eq!(response.data()["stockLocations"], json!([]));
-        let rows = entity::api_key::Entity::find()
-            .all(app.db().conn())
-            .await
-            .unwrap();
+        let rows = entity::api_key::Entity::find().all(app.db().conn()).await.unwrap();
         assert!(
             rows.iter()
                 .all(|row| row.key_hash != key && !row.key_hash.contains(&key[4..]))

@@ -97,11 +97,7 @@ pub struct Gql(pub Value);
 impl Gql {
     /// `data`, asserting there were no errors.
     pub fn data(&self) -> &Value {
-        assert!(
-            self.0.get("errors").is_none(),
-            "unexpected GraphQL errors: {}",
-            self.0
-        );
+        assert!(self.0.get("errors").is_none(), "unexpected GraphQL errors: {}", self.0);
         &self.0["data"]
     }
 
@@ -112,11 +108,7 @@ impl Gql {
 
     /// The first error's extensions, asserting there is an error.
     pub fn error_extensions(&self) -> &Value {
-        assert!(
-            self.0.get("errors").is_some(),
-            "expected an error, got {}",
-            self.0
-        );
+        assert!(self.0.get("errors").is_some(), "expected an error, got {}", self.0);
         &self.0["errors"][0]["extensions"]
     }
 }
@@ -141,19 +133,9 @@ impl Client {
     /// Sends a raw HTTP request; returns status and body.
     pub async fn send(&self, request: Request<Body>) -> (u16, axum::body::Bytes) {
         use tower::ServiceExt;
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("router never fails");
+        let response = self.router.clone().oneshot(request).await.expect("router never fails");
         let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let body = response.into_body().collect().await.expect("body").to_bytes();
         (status, body)
     }
 
@@ -181,26 +163,19 @@ pub struct TestApp {
     state: AppState,
     client: Client,
     statements: Arc<AtomicUsize>,
-    _database: TestDatabase,
+    database: Arc<TestDatabase>,
 }
 
 fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// `host:port` of the test PostgreSQL server, as written in its URL.
 fn postgres_address() -> String {
     let url = admin_url();
     let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-    let after_user = after_scheme
-        .rsplit_once('@')
-        .map_or(after_scheme, |(_, rest)| rest);
-    after_user
-        .split('/')
-        .next()
-        .unwrap_or(after_user)
-        .to_owned()
+    let after_user = after_scheme.rsplit_once('@').map_or(after_scheme, |(_, rest)| rest);
+    after_user.split('/').next().unwrap_or(after_user).to_owned()
 }
 
 /// A TCP proxy in front of PostgreSQL that a test can switch off, to prove the app
@@ -228,19 +203,13 @@ impl ChaosProxy {
                 let upstream = upstream.clone();
                 let task = tokio::spawn(async move {
                     if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        tokio::io::copy_bidirectional(&mut client, &mut server)
-                            .await
-                            .ok();
+                        tokio::io::copy_bidirectional(&mut client, &mut server).await.ok();
                     }
                 });
                 accept_connections.lock().unwrap().push(task.abort_handle());
             }
         });
-        ChaosProxy {
-            addr,
-            up,
-            connections,
-        }
+        ChaosProxy { addr, up, connections }
     }
 
     /// Cuts every open connection and refuses new ones.
@@ -286,9 +255,7 @@ impl TestApp {
             }
             counter.fetch_add(1, Ordering::SeqCst);
         });
-        let state = AppState::from_connection(conn, config)
-            .await
-            .expect("migrate");
+        let state = AppState::from_connection(conn, config).await.expect("migrate");
         let router = stockroom::http::router(state.clone());
         TestApp {
             backend,
@@ -298,8 +265,40 @@ impl TestApp {
                 key: Some(ADMIN_KEY.to_owned()),
             },
             statements,
-            _database: database,
+            database: Arc::new(database),
         }
+    }
+
+    /// A second server process on the same database: its own pool, event feed and router.
+    pub async fn another_process(&self) -> TestApp {
+        let config = (*self.state.config).clone();
+        let conn = db::connect(&config).await.expect("connect");
+        let state = AppState::from_connection(conn, config).await.expect("migrate");
+        let router = stockroom::http::router(state.clone());
+        TestApp {
+            backend: self.backend,
+            state,
+            client: Client {
+                router,
+                key: Some(ADMIN_KEY.to_owned()),
+            },
+            statements: Arc::default(),
+            database: self.database.clone(),
+        }
+    }
+
+    /// Serves the app on a real socket (for WebSocket clients); returns its address.
+    pub async fn listen(&self) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = self.client.router.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+        addr
+    }
+
+    /// The app's schema, for driving many subscriptions without sockets.
+    pub fn schema(&self) -> stockroom::graphql::StockroomSchema {
+        stockroom::graphql::build_schema(self.state.clone())
     }
 
     /// A fresh SQLite file in the temp directory, with settings changed by `configure`.
@@ -317,17 +316,11 @@ impl TestApp {
 
     /// A fresh PostgreSQL database that the app reaches through `proxy` (so the test can
     /// cut the app off from its database), or `None` if PostgreSQL is unreachable.
-    pub async fn postgres_through(
-        proxy: &ChaosProxy,
-        configure: impl FnOnce(&mut Config),
-    ) -> Option<TestApp> {
+    pub async fn postgres_through(proxy: &ChaosProxy, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
         TestApp::postgres_via(Some(proxy.addr), configure).await
     }
 
-    async fn postgres_via(
-        proxy: Option<SocketAddr>,
-        configure: impl FnOnce(&mut Config),
-    ) -> Option<TestApp> {
+    async fn postgres_via(proxy: Option<SocketAddr>, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let admin_url = admin_url();
         let admin = match sea_orm::Database::connect(&admin_url).await {
             Ok(admin) => admin,
@@ -400,9 +393,7 @@ impl TestApp {
                 stock_location_id,
                 priority,
             };
-            catalog::map_channel_location(self.db(), &mapping)
-                .await
-                .unwrap();
+            catalog::map_channel_location(self.db(), &mapping).await.unwrap();
         }
         channel.id
     }
@@ -427,10 +418,9 @@ impl TestApp {
 
     /// The level of `sku` at `location`.
     pub async fn level(&self, sku: &str, location: i32) -> inventory_level::Model {
-        let item =
-            stockroom::inventory::lookup::item_by_sku(self.db().conn(), &Sku::parse(sku).unwrap())
-                .await
-                .unwrap();
+        let item = stockroom::inventory::lookup::item_by_sku(self.db().conn(), &Sku::parse(sku).unwrap())
+            .await
+            .unwrap();
         inventory_level::Entity::find()
             .all(self.db().conn())
             .await
@@ -469,19 +459,11 @@ impl TestApp {
             .unwrap();
         let mut by_level: HashMap<i32, Vec<&stock_movement::Model>> = HashMap::new();
         for movement in &movements {
-            by_level
-                .entry(movement.inventory_level_id)
-                .or_default()
-                .push(movement);
+            by_level.entry(movement.inventory_level_id).or_default().push(movement);
         }
         for level in &levels {
-            let moves = by_level
-                .get(&level.id)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let first = moves
-                .first()
-                .expect("every level has at least its creating movement");
+            let moves = by_level.get(&level.id).map(Vec::as_slice).unwrap_or_default();
+            let first = moves.first().expect("every level has at least its creating movement");
             let mut stocked = first.stocked_after - first.delta;
             let mut reserved = first.reserved_after - first.reserved_delta;
             for movement in moves {
@@ -541,9 +523,7 @@ impl<'a> IntoFuture for ItemBuilder<'a> {
         Box::pin(async move {
             let sku = Sku::parse(&self.sku).unwrap();
             let title = Name::parse(&format!("Item {}", self.sku), "title").unwrap();
-            let item = catalog::create_item(self.app.db(), sku.clone(), title)
-                .await
-                .unwrap();
+            let item = catalog::create_item(self.app.db(), sku.clone(), title).await.unwrap();
             for (stock_location_id, stocked_quantity, allow_backorder) in self.levels {
                 let cmd = SetStockLevel {
                     sku: sku.clone(),

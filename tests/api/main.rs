@@ -7,6 +7,7 @@
 mod helpers;
 
 mod catalog;
+mod events;
 mod n_plus_one;
 mod placement;
 mod schema;

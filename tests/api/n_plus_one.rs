@@ -9,10 +9,7 @@ const DEEP_PAGE: &str = "query($first: Int!) { inventoryItems(first: $first) { e
 async fn statements_for_page(app: &TestApp, first: i32) -> (usize, usize) {
     let before = app.statements_run();
     let response = app.gql(DEEP_PAGE, json!({ "first": first })).await;
-    let items = response.data()["inventoryItems"]["edges"]
-        .as_array()
-        .unwrap()
-        .len();
+    let items = response.data()["inventoryItems"]["edges"].as_array().unwrap().len();
     (app.statements_run() - before, items)
 }
 

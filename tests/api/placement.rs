@@ -42,35 +42,17 @@ async fn one_location_shop(app: &TestApp, sku: &str, stock: i32, backorder: bool
 }
 
 /// `tasks` concurrent orders of `quantity` units of `sku`, each with its own PaymentIntent.
-async fn race_orders(
-    app: &TestApp,
-    tasks: usize,
-    channel: i32,
-    sku: &'static str,
-    quantity: i32,
-) -> Vec<Gql> {
+async fn race_orders(app: &TestApp, tasks: usize, channel: i32, sku: &'static str, quantity: i32) -> Vec<Gql> {
     let client = app.client().clone();
     race(tasks, |index| {
         let client = client.clone();
-        async move {
-            place(
-                &client,
-                &format!("pi_race_{index}"),
-                channel,
-                None,
-                &[(sku, quantity)],
-            )
-            .await
-        }
+        async move { place(&client, &format!("pi_race_{index}"), channel, None, &[(sku, quantity)]).await }
     })
     .await
 }
 
 fn count_placed(results: &[Gql]) -> usize {
-    results
-        .iter()
-        .filter(|result| result.error_code().is_none())
-        .count()
+    results.iter().filter(|result| result.error_code().is_none()).count()
 }
 
 /// Asserts every result is a placed order or an `OUT_OF_STOCK` naming `sku`.
@@ -172,8 +154,7 @@ async fn backorders_go_negative_and_store_an_event_per_line_below_zero() {
             .unwrap();
         let ids: Vec<i64> = events.iter().map(|event| event.id).collect();
         assert_eq!(ids, [1, 2, 3, 4], "event ids are dense and ordered");
-        let mut stocked_after: Vec<i32> =
-            events.iter().map(|event| event.stocked_quantity).collect();
+        let mut stocked_after: Vec<i32> = events.iter().map(|event| event.stocked_quantity).collect();
         stocked_after.sort();
         assert_eq!(stocked_after, [-4, -3, -2, -1]);
         assert!(
@@ -281,46 +262,17 @@ async fn locations_are_chosen_by_shipping_option_then_priority_then_backorder() 
         let ship_far = app.shipping_option("From Far", far).await;
         app.item("BOTH").level(near, 5).level(far, 5).await;
         app.item("FAR-ONLY").level(near, 0).level(far, 5).await;
-        app.item("NONE")
-            .backorder_level(near, 0)
-            .level(far, 1)
-            .await;
+        app.item("NONE").backorder_level(near, 0).level(far, 1).await;
 
         let by_priority = place(app.client(), "pi_1", channel, None, &[("BOTH", 1)]).await;
-        assert_eq!(
-            line_locations(&by_priority),
-            [("BOTH".into(), "Near".into(), 0)]
-        );
-        let by_shipping = place(
-            app.client(),
-            "pi_2",
-            channel,
-            Some(ship_far),
-            &[("BOTH", 1)],
-        )
-        .await;
-        assert_eq!(
-            line_locations(&by_shipping),
-            [("BOTH".into(), "Far".into(), 0)]
-        );
+        assert_eq!(line_locations(&by_priority), [("BOTH".into(), "Near".into(), 0)]);
+        let by_shipping = place(app.client(), "pi_2", channel, Some(ship_far), &[("BOTH", 1)]).await;
+        assert_eq!(line_locations(&by_shipping), [("BOTH".into(), "Far".into(), 0)]);
         let fallback = place(app.client(), "pi_3", channel, None, &[("FAR-ONLY", 2)]).await;
-        assert_eq!(
-            line_locations(&fallback),
-            [("FAR-ONLY".into(), "Far".into(), 0)]
-        );
+        assert_eq!(line_locations(&fallback), [("FAR-ONLY".into(), "Far".into(), 0)]);
         // Far has 1, not 2; Near allows backorder: the whole line backorders at Near.
-        let backorder = place(
-            app.client(),
-            "pi_4",
-            channel,
-            Some(ship_far),
-            &[("NONE", 2)],
-        )
-        .await;
-        assert_eq!(
-            line_locations(&backorder),
-            [("NONE".into(), "Near".into(), 2)]
-        );
+        let backorder = place(app.client(), "pi_4", channel, Some(ship_far), &[("NONE", 2)]).await;
+        assert_eq!(line_locations(&backorder), [("NONE".into(), "Near".into(), 2)]);
         assert_eq!(app.level("NONE", near).await.stocked_quantity, -2);
         assert_eq!(app.level("NONE", far).await.stocked_quantity, 1);
         app.assert_ledger_matches_levels().await;
@@ -353,23 +305,10 @@ async fn unplaceable_orders_fail_with_the_contract_code_and_change_nothing() {
             (None, vec![], "BAD_USER_INPUT"),
         ];
         for (index, (shipping, lines, code)) in cases.iter().enumerate() {
-            let result = place(
-                app.client(),
-                &format!("pi_bad_{index}"),
-                channel,
-                *shipping,
-                lines,
-            )
-            .await;
-            assert_eq!(
-                result.error_code(),
-                Some(*code),
-                "case {index}: {}",
-                result.0
-            );
+            let result = place(app.client(), &format!("pi_bad_{index}"), channel, *shipping, lines).await;
+            assert_eq!(result.error_code(), Some(*code), "case {index}: {}", result.0);
         }
-        let unknown_channel =
-            place(app.client(), "pi_bad_channel", 999, None, &[("HERE", 1)]).await;
+        let unknown_channel = place(app.client(), "pi_bad_channel", 999, None, &[("HERE", 1)]).await;
         assert_eq!(unknown_channel.error_code(), Some("NOT_FOUND"));
         let out_of_stock = place(app.client(), "pi_oos", channel, None, &[("HERE", 3)]).await;
         assert_eq!(out_of_stock.error_extensions()["sku"], "HERE");
@@ -415,10 +354,7 @@ async fn a_thousand_mixed_operations_keep_ledger_levels_and_orders_consistent() 
             outcomes.keys().all(|code| allowed.contains(&code.as_str())),
             "{outcomes:?}"
         );
-        assert!(
-            outcomes["OK"] > 500,
-            "most operations succeed: {outcomes:?}"
-        );
+        assert!(outcomes["OK"] > 500, "most operations succeed: {outcomes:?}");
         app.assert_ledger_matches_levels().await;
         assert_order_lines_match_order_movements(&app).await;
     })
@@ -426,13 +362,7 @@ async fn a_thousand_mixed_operations_keep_ledger_levels_and_orders_consistent() 
 }
 
 /// Operation `op` of the storm, chosen deterministically from its number.
-async fn storm_operation(
-    client: &Client,
-    op: usize,
-    channel: i32,
-    locations: [i32; 2],
-    skus: &[&str; 5],
-) -> Gql {
+async fn storm_operation(client: &Client, op: usize, channel: i32, locations: [i32; 2], skus: &[&str; 5]) -> Gql {
     let sku = skus[op % 5];
     let other = skus[(op / 5 + 1) % 5];
     let location = locations[op % 2].to_string();
@@ -454,7 +384,10 @@ async fn storm_operation(
         }
         _ => {
             let read = client
-                .gql("query($sku: String!) { inventoryItem(sku: $sku) { levels { version location { id } } } }", json!({ "sku": sku }))
+                .gql(
+                    "query($sku: String!) { inventoryItem(sku: $sku) { levels { version location { id } } } }",
+                    json!({ "sku": sku }),
+                )
                 .await;
             let version = read.data()["inventoryItem"]["levels"]
                 .as_array()
@@ -481,10 +414,7 @@ async fn assert_order_lines_match_order_movements(app: &TestApp) {
         .collect();
     let mut ordered: HashMap<i32, i64> = HashMap::new();
     for line in order_line::Entity::find().all(conn).await.unwrap() {
-        let key = (
-            line.inventory_item_id.unwrap(),
-            line.stock_location_id.unwrap(),
-        );
+        let key = (line.inventory_item_id.unwrap(), line.stock_location_id.unwrap());
         *ordered.entry(level_of[&key]).or_default() += i64::from(line.quantity);
     }
     let mut taken: HashMap<i32, i64> = HashMap::new();

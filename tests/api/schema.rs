@@ -5,8 +5,8 @@ use crate::helpers::on_each_backend;
 
 #[test]
 fn schema_file_matches_the_served_schema() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
-        .expect("schema.graphql exists");
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).expect("schema.graphql exists");
     assert!(
         committed == stockroom::graphql::sdl(),
         "schema.graphql is out of date: run `cargo run -q -- schema > schema.graphql`"

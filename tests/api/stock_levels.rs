@@ -27,19 +27,13 @@ async fn set_stock_level_creates_then_updates_under_the_version_rule() {
         app.item("A-1").await;
 
         let stale_create = app
-            .gql(
-                SET_LEVEL,
-                json!({ "sku": "A-1", "l": location, "q": 5, "v": 3 }),
-            )
+            .gql(SET_LEVEL, json!({ "sku": "A-1", "l": location, "q": 5, "v": 3 }))
             .await;
         assert_eq!(stale_create.error_code(), Some("VERSION_CONFLICT"));
         assert_eq!(stale_create.error_extensions()["currentVersion"], 0);
 
         let created = app
-            .gql(
-                SET_LEVEL,
-                json!({ "sku": "A-1", "l": location, "q": 5, "v": 0 }),
-            )
+            .gql(SET_LEVEL, json!({ "sku": "A-1", "l": location, "q": 5, "v": 0 }))
             .await;
         assert_eq!(
             created.data()["setStockLevel"],
@@ -58,10 +52,7 @@ async fn set_stock_level_creates_then_updates_under_the_version_rule() {
         );
 
         let stale = app
-            .gql(
-                SET_LEVEL,
-                json!({ "sku": "A-1", "l": location, "q": 100, "v": 1 }),
-            )
+            .gql(SET_LEVEL, json!({ "sku": "A-1", "l": location, "q": 100, "v": 1 }))
             .await;
         assert_eq!(stale.error_code(), Some("VERSION_CONFLICT"));
         assert_eq!(stale.error_extensions()["currentVersion"], 2);
@@ -74,18 +65,10 @@ async fn set_stock_level_creates_then_updates_under_the_version_rule() {
             json!({ "stockedQuantity": -2, "allowBackorder": true, "version": 3 })
         );
 
-        let ledger = app
-            .gql(MOVEMENTS, json!({ "sku": "A-1", "l": location }))
-            .await;
+        let ledger = app.gql(MOVEMENTS, json!({ "sku": "A-1", "l": location })).await;
         let deltas: Vec<_> = movements(&ledger)
             .iter()
-            .map(|m| {
-                (
-                    m["reason"].clone(),
-                    m["delta"].clone(),
-                    m["stockedAfter"].clone(),
-                )
-            })
+            .map(|m| (m["reason"].clone(), m["delta"].clone(), m["stockedAfter"].clone()))
             .collect();
         assert_eq!(
             deltas,
@@ -107,10 +90,20 @@ async fn adjust_stock_is_relative_versioned_and_noted_in_the_ledger() {
         let location = berlin.to_string();
         app.item("A-1").level(berlin, 10).await;
 
-        let adjusted = app.gql(ADJUST, json!({ "sku": "A-1", "l": location, "d": -3, "r": "damaged in transit", "v": 1 })).await;
-        assert_eq!(adjusted.data()["adjustStock"], json!({ "stockedQuantity": 7, "version": 2 }));
+        let adjusted = app
+            .gql(
+                ADJUST,
+                json!({ "sku": "A-1", "l": location, "d": -3, "r": "damaged in transit", "v": 1 }),
+            )
+            .await;
+        assert_eq!(
+            adjusted.data()["adjustStock"],
+            json!({ "stockedQuantity": 7, "version": 2 })
+        );
 
-        let stale = app.gql(ADJUST, json!({ "sku": "A-1", "l": location, "d": -1, "v": 1 })).await;
+        let stale = app
+            .gql(ADJUST, json!({ "sku": "A-1", "l": location, "d": -1, "v": 1 }))
+            .await;
         assert_eq!(stale.error_code(), Some("VERSION_CONFLICT"));
         assert_eq!(stale.error_extensions()["currentVersion"], 2);
 
@@ -139,10 +132,7 @@ async fn backordered_levels_are_listed_under_backorders() {
         app.item("A-1").backorder_level(berlin, 1).await;
         app.item("B-1").level(berlin, 1).await;
         let adjusted = app
-            .gql(
-                ADJUST,
-                json!({ "sku": "A-1", "l": berlin.to_string(), "d": -4 }),
-            )
+            .gql(ADJUST, json!({ "sku": "A-1", "l": berlin.to_string(), "d": -4 }))
             .await;
         assert_eq!(adjusted.data()["adjustStock"]["stockedQuantity"], -3);
         let backorders = app
@@ -169,10 +159,7 @@ async fn fifty_concurrent_adjustments_all_apply_exactly_once() {
             let client = client.clone();
             async move {
                 client
-                    .gql(
-                        ADJUST,
-                        json!({ "sku": "A-1", "l": berlin.to_string(), "d": -1 }),
-                    )
+                    .gql(ADJUST, json!({ "sku": "A-1", "l": berlin.to_string(), "d": -1 }))
                     .await
             }
         })
@@ -181,14 +168,9 @@ async fn fifty_concurrent_adjustments_all_apply_exactly_once() {
             result.data();
         }
         let level = app.level("A-1", berlin).await;
-        assert_eq!(
-            level.stocked_quantity, 50,
-            "every one of the 50 decrements applies"
-        );
+        assert_eq!(level.stocked_quantity, 50, "every one of the 50 decrements applies");
         assert_eq!(level.version, 51);
-        let adjustments = app
-            .count("stock_movement WHERE reason = 'ADJUSTMENT'")
-            .await;
+        let adjustments = app.count("stock_movement WHERE reason = 'ADJUSTMENT'").await;
         assert_eq!(adjustments, 50);
         app.assert_ledger_matches_levels().await;
         eprintln!(
@@ -214,13 +196,23 @@ async fn twenty_concurrent_sets_with_one_expected_version_yield_one_winner() {
         })
         .await;
         let winners: Vec<_> = results.iter().filter(|r| r.error_code().is_none()).collect();
-        let conflicts = results.iter().filter(|r| r.error_code() == Some("VERSION_CONFLICT")).count();
+        let conflicts = results
+            .iter()
+            .filter(|r| r.error_code() == Some("VERSION_CONFLICT"))
+            .count();
         assert_eq!(winners.len(), 1, "exactly one write wins: {results:?}");
         assert_eq!(conflicts, 19);
         let level = app.level("A-1", berlin).await;
         assert_eq!(level.version, 2);
-        assert_eq!(json!(level.stocked_quantity), winners[0].data()["setStockLevel"]["stockedQuantity"]);
-        assert_eq!(app.count("stock_movement").await, 2, "the creating SET and the one winning SET");
+        assert_eq!(
+            json!(level.stocked_quantity),
+            winners[0].data()["setStockLevel"]["stockedQuantity"]
+        );
+        assert_eq!(
+            app.count("stock_movement").await,
+            2,
+            "the creating SET and the one winning SET"
+        );
         app.assert_ledger_matches_levels().await;
     })
     .await;

@@ -17,7 +17,10 @@ async fn availability_sums_mapped_locations_and_never_goes_negative() {
         app.item("C-1").backorder_level(near, -1).await;
         let anonymous = app.client().anonymous();
         let response = anonymous
-            .gql(AVAILABILITY, json!({ "c": channel.to_string(), "skus": ["A-1", "B-1", "C-1", "NOPE", "bad sku"] }))
+            .gql(
+                AVAILABILITY,
+                json!({ "c": channel.to_string(), "skus": ["A-1", "B-1", "C-1", "NOPE", "bad sku"] }),
+            )
             .await;
         assert_eq!(
             response.data()["availability"],
@@ -38,14 +41,10 @@ async fn availability_rejects_unknown_channels_and_oversized_requests() {
     on_each_backend(|app| async move {
         let channel = app.channel("Web", &[]).await.to_string();
         let anonymous = app.client().anonymous();
-        let unknown = anonymous
-            .gql(AVAILABILITY, json!({ "c": "999", "skus": ["A"] }))
-            .await;
+        let unknown = anonymous.gql(AVAILABILITY, json!({ "c": "999", "skus": ["A"] })).await;
         assert_eq!(unknown.error_code(), Some("NOT_FOUND"));
         let skus: Vec<String> = (0..251).map(|i| format!("S-{i}")).collect();
-        let too_many = anonymous
-            .gql(AVAILABILITY, json!({ "c": channel, "skus": skus }))
-            .await;
+        let too_many = anonymous.gql(AVAILABILITY, json!({ "c": channel, "skus": skus })).await;
         assert_eq!(too_many.error_code(), Some("BAD_USER_INPUT"));
     })
     .await;

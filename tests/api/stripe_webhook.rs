@@ -17,8 +17,7 @@ fn with_webhook_secrets(config: &mut Config) {
 
 /// A `payment_intent.succeeded` event as Stripe sends it, for `payment_intent` with `metadata`.
 fn event(event_id: &str, event_type: &str, payment_intent: &str, metadata: Value) -> String {
-    let mut event: Value =
-        serde_json::from_str(include_str!("fixtures/payment_intent_succeeded.json")).unwrap();
+    let mut event: Value = serde_json::from_str(include_str!("fixtures/payment_intent_succeeded.json")).unwrap();
     event["id"] = json!(event_id);
     event["type"] = json!(event_type);
     event["created"] = json!(chrono::Utc::now().timestamp());
@@ -41,10 +40,7 @@ async fn deliver(app: &TestApp, payload: impl Into<Body>, signature: Option<Stri
     if let Some(signature) = signature {
         request = request.header("stripe-signature", signature);
     }
-    app.client()
-        .send(request.body(payload.into()).unwrap())
-        .await
-        .0
+    app.client().send(request.body(payload.into()).unwrap()).await.0
 }
 
 /// Delivers `payload` signed exactly as Stripe signs it, with `secret`.
@@ -124,37 +120,19 @@ async fn unsigned_stale_or_tampered_deliveries_are_refused_and_store_nothing() {
             "pi_1",
             checkout(channel, r#"[{"sku":"A-1","quantity":1}]"#),
         );
-        let sign = |body: &str, secret: &str, at: i64| {
-            Some(Webhook::generate_test_header(body, secret, Some(at)))
-        };
+        let sign = |body: &str, secret: &str, at: i64| Some(Webhook::generate_test_header(body, secret, Some(at)));
         let valid = sign(&payload, SECRET, now()).unwrap();
         let timestamp_only = valid.split(',').next().unwrap().to_owned();
         let tampered = payload.replace("\"quantity\\\":1", "\"quantity\\\":9");
         assert_ne!(tampered, payload);
         let cases: Vec<(&str, String, Option<String>)> = vec![
-            (
-                "wrong secret",
-                payload.clone(),
-                sign(&payload, "whsec_wrong", now()),
-            ),
+            ("wrong secret", payload.clone(), sign(&payload, "whsec_wrong", now())),
             ("no header", payload.clone(), None),
             ("header without v1", payload.clone(), Some(timestamp_only)),
-            (
-                "10 minutes old",
-                payload.clone(),
-                sign(&payload, SECRET, now() - 600),
-            ),
-            (
-                "10 minutes ahead",
-                payload.clone(),
-                sign(&payload, SECRET, now() + 600),
-            ),
+            ("10 minutes old", payload.clone(), sign(&payload, SECRET, now() - 600)),
+            ("10 minutes ahead", payload.clone(), sign(&payload, SECRET, now() + 600)),
             ("changed after signing", tampered, Some(valid.clone())),
-            (
-                "not JSON",
-                "not json".into(),
-                sign("not json", SECRET, now()),
-            ),
+            ("not JSON", "not json".into(), sign("not json", SECRET, now())),
             ("empty body", String::new(), sign("", SECRET, now())),
         ];
         for (case, body, signature) in cases {
@@ -217,10 +195,14 @@ impl FakeStripe {
             post(move |headers: axum::http::HeaderMap, body: String| {
                 let requests = requests.clone();
                 async move {
-                    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    let key = headers
+                        .get("idempotency-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
                     requests.lock().unwrap().push((key.to_owned(), body.clone()));
                     if fail {
-                        let error = json!({ "error": { "type": "api_error", "message": "Stripe is having a bad day" } });
+                        let error =
+                            json!({ "error": { "type": "api_error", "message": "Stripe is having a bad day" } });
                         return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(error));
                     }
                     let refund = json!({
@@ -293,11 +275,7 @@ async fn an_unplaceable_payment_is_rejected_and_refunded_exactly_once() {
             );
             assert_eq!(order["lines"], json!([{ "sku": "A-1", "quantity": 3 }]));
             assert_eq!(order["refundId"], "re_3QxYzAbCdEfGhIjK0uVwXyZa");
-            assert_eq!(
-                app.level("A-1", location).await.stocked_quantity,
-                1,
-                "stock unchanged"
-            );
+            assert_eq!(app.level("A-1", location).await.stocked_quantity, 1, "stock unchanged");
             let requests = stripe.requests()[before..].to_vec();
             assert_eq!(
                 requests.len(),
@@ -305,11 +283,7 @@ async fn an_unplaceable_payment_is_rejected_and_refunded_exactly_once() {
                 "one refund request per rejected PaymentIntent: {requests:?}"
             );
             assert_eq!(requests[0].0, "stockroom-refund-pi_1");
-            assert!(
-                requests[0].1.contains("payment_intent=pi_1"),
-                "{}",
-                requests[0].1
-            );
+            assert!(requests[0].1.contains("payment_intent=pi_1"), "{}", requests[0].1);
         }
     })
     .await;
@@ -319,12 +293,7 @@ async fn an_unplaceable_payment_is_rejected_and_refunded_exactly_once() {
 async fn a_failed_refund_is_recorded_on_the_order_and_the_event_still_answered_200() {
     let stripe = FakeStripe::start(true).await;
     on_each_backend_with(with_refunds_at(&stripe), |app| async move {
-        let payload = event(
-            "evt_1",
-            "payment_intent.succeeded",
-            "pi_1",
-            json!({ "lines": "[]" }),
-        );
+        let payload = event("evt_1", "payment_intent.succeeded", "pi_1", json!({ "lines": "[]" }));
         assert_eq!(deliver_signed(&app, &payload, SECRET).await, 200);
         let order = order_status(&app, "pi_1").await;
         assert_eq!(order["status"], "REJECTED");
@@ -336,10 +305,7 @@ async fn a_failed_refund_is_recorded_on_the_order_and_the_event_still_answered_2
             "{order}"
         );
         assert!(
-            order["refundError"]
-                .as_str()
-                .unwrap()
-                .contains("refund request failed"),
+            order["refundError"].as_str().unwrap().contains("refund request failed"),
             "{order}"
         );
         assert_eq!(order["refundId"], Value::Null);

@@ -1,0 +1,152 @@
+//! The per-process event feed: reads committed events from the outbox and fans them out
+//! to local subscribers through a bounded broadcast channel.
+
+use std::{sync::Arc, time::Duration};
+
+use entity::inventory_event;
+use sea_orm::sqlx::postgres::PgListener;
+use sea_orm::{
+    ColumnTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use tokio::sync::{Notify, broadcast};
+
+use super::outbox::NOTIFY_CHANNEL;
+use crate::db::Database;
+
+/// How often the feed looks at the table even without a wake-up. Bounds the delay when a
+/// notification is lost (listener reconnecting) or on engines without LISTEN/NOTIFY.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Events buffered per subscriber; a subscriber further behind catches up from the table.
+const LIVE_BUFFER: usize = 1024;
+/// Rows read from the outbox per query.
+pub const PAGE: u64 = 500;
+
+/// A committed event, shared by every subscriber that receives it.
+pub type SharedEvent = Arc<inventory_event::Model>;
+
+/// Handle on this process's feed.
+#[derive(Clone, Debug)]
+pub struct EventHub {
+    live: broadcast::Sender<SharedEvent>,
+    conn: DatabaseConnection,
+}
+
+impl EventHub {
+    /// Starts the feed (and on PostgreSQL the `LISTEN` connection) for `db`.
+    ///
+    /// The feed's starting point is read before this returns: every event committed later
+    /// is broadcast, and every subscriber (all created later) replays the earlier ones from
+    /// the table. Reading it inside the spawned task instead would let an event commit in
+    /// between and be broadcast to nobody.
+    pub async fn start(db: &Database) -> Result<EventHub, DbErr> {
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        let wake = db.commits();
+        let start_after = latest_id(db.conn()).await?;
+        if db.backend() == DatabaseBackend::Postgres {
+            tokio::spawn(listen(db.conn().clone(), wake.clone()));
+        }
+        tokio::spawn(feed(db.conn().clone(), start_after, wake, live.clone()));
+        Ok(EventHub {
+            live,
+            conn: db.conn().clone(),
+        })
+    }
+
+    /// Live events from now on (call before replaying, so nothing falls in between).
+    pub fn subscribe(&self) -> broadcast::Receiver<SharedEvent> {
+        self.live.subscribe()
+    }
+
+    /// The pool, for replays.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+}
+
+/// Stored events with id > `after`, oldest first, at most `limit`.
+pub async fn events_after(
+    conn: &DatabaseConnection,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<inventory_event::Model>, DbErr> {
+    inventory_event::Entity::find()
+        .filter(inventory_event::Column::Id.gt(after))
+        .order_by_asc(inventory_event::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+/// The newest stored event id (0 if none).
+pub async fn latest_id(conn: &DatabaseConnection) -> Result<i64, DbErr> {
+    let newest = inventory_event::Entity::find()
+        .order_by_desc(inventory_event::Column::Id)
+        .one(conn)
+        .await?;
+    Ok(newest.map_or(0, |event| event.id))
+}
+
+async fn feed(conn: DatabaseConnection, mut last: i64, wake: Arc<Notify>, live: broadcast::Sender<SharedEvent>) {
+    loop {
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+        loop {
+            match events_after(&conn, last, PAGE).await {
+                Ok(events) => {
+                    let full_page = events.len() as u64 == PAGE;
+                    for event in events {
+                        last = event.id;
+                        // No receiver is fine; a lagging one catches up from the table.
+                        live.send(Arc::new(event)).ok();
+                    }
+                    if !full_page {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "event feed could not read the outbox; will retry");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Holds one `LISTEN` connection and turns notifications into wake-ups of the feed. After
+/// the connection drops (and sqlx re-establishes it), it wakes the feed too: anything
+/// committed while nobody listened is then read from the table.
+async fn listen(conn: DatabaseConnection, wake: Arc<Notify>) {
+    let pool = conn.get_postgres_connection_pool().clone();
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot open the LISTEN connection; retrying");
+                tokio::time::sleep(POLL_INTERVAL).await;
+                continue;
+            }
+        };
+        if let Err(err) = listener.listen(NOTIFY_CHANNEL).await {
+            tracing::warn!(error = %err, "LISTEN failed; retrying");
+            tokio::time::sleep(POLL_INTERVAL).await;
+            continue;
+        }
+        wake.notify_one();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => wake.notify_one(),
+                Ok(None) => {
+                    tracing::info!("LISTEN connection was lost and re-established; catching up");
+                    wake.notify_one();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "LISTEN connection failed; reconnecting");
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Backorder events: the stored log (query) and the live stream (subscription).
+
+use async_graphql::{Context, ID, Object, Result, Subscription};
+use chrono::{DateTime, Utc};
+use entity::inventory_event;
+use futures_util::{Stream, StreamExt};
+
+use super::{AdminGuard, channels::load_location, locations::StockLocation, parse_id, state, to_id};
+use crate::{
+    error::Error,
+    events::{
+        hub::{SharedEvent, events_after},
+        stream::{self, Filter},
+    },
+};
+
+/// Most events one `backorderEvents` query returns.
+const MAX_EVENTS: i32 = 100;
+
+/// An order line took a level's free stock below zero (`inventory.backordered`).
+pub struct InventoryBackordered(SharedEvent);
+
+#[Object]
+impl InventoryBackordered {
+    /// The event's cursor: strictly increasing in commit order; resume with `after: id`.
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn sku(&self) -> &str {
+        &self.0.sku
+    }
+
+    async fn location(&self, ctx: &Context<'_>) -> Result<StockLocation> {
+        load_location(ctx, self.0.stock_location_id).await
+    }
+
+    async fn order_id(&self) -> ID {
+        to_id(self.0.order_id)
+    }
+
+    /// Units ordered on the line.
+    async fn quantity(&self) -> i32 {
+        self.0.quantity
+    }
+
+    /// The level's stock right after the order.
+    async fn stocked_quantity(&self) -> i32 {
+        self.0.stocked_quantity
+    }
+
+    /// Units of the line that were not in stock.
+    async fn backordered_quantity(&self) -> i32 {
+        self.0.backordered_quantity
+    }
+
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.0.occurred_at
+    }
+}
+
+/// Cursors are event ids; anything else is bad input (a cursor names no row).
+fn parse_cursor(after: Option<&ID>) -> Result<Option<i64>, Error> {
+    after
+        .map(|id| {
+            id.parse::<i64>()
+                .map_err(|_| Error::bad_input(format!("invalid event cursor {:?}", id.as_str())))
+        })
+        .transpose()
+}
+
+#[derive(Default)]
+pub struct EventQuery;
+
+#[Object]
+impl EventQuery {
+    /// Stored backorder events after the cursor `after`, oldest first (at most 100).
+    #[graphql(guard = "AdminGuard")]
+    async fn backorder_events(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<ID>,
+        #[graphql(default = 100)] first: i32,
+    ) -> Result<Vec<InventoryBackordered>> {
+        if !(1..=MAX_EVENTS).contains(&first) {
+            return Err(Error::bad_input(format!("first must be between 1 and {MAX_EVENTS}")).into());
+        }
+        let after = parse_cursor(after.as_ref())?.unwrap_or(0);
+        let events: Vec<inventory_event::Model> = events_after(state(ctx).db.conn(), after, first as u64)
+            .await
+            .map_err(Error::from)?;
+        Ok(events
+            .into_iter()
+            .map(|event| InventoryBackordered(event.into()))
+            .collect())
+    }
+}
+
+/// Every subscription field.
+#[derive(Default)]
+pub struct SubscriptionRoot;
+
+#[Subscription(name = "Subscription")]
+impl SubscriptionRoot {
+    /// Backorder events as they commit, from any server process. With `after`, first
+    /// replays the stored events after that cursor; optionally only one sku / location.
+    #[graphql(guard = "AdminGuard")]
+    async fn backorder_events(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<ID>,
+        sku: Option<String>,
+        stock_location_id: Option<ID>,
+    ) -> Result<impl Stream<Item = Result<InventoryBackordered>> + use<>> {
+        let after = parse_cursor(after.as_ref())?;
+        let stock_location_id = stock_location_id
+            .as_ref()
+            .map(|id| parse_id(id, "stock location"))
+            .transpose()?;
+        let filter = Filter { sku, stock_location_id };
+        let events = stream::subscribe(state(ctx).events.clone(), after, filter);
+        Ok(events.map(|event| event.map(InventoryBackordered).map_err(async_graphql::Error::from)))
+    }
+}

@@ -1,0 +1,323 @@
+use std::{net::SocketAddr, time::Duration};
+
+use futures_util::{SinkExt, StreamExt};
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+use stockroom::{
+    auth::Caller,
+    events::outbox::{self, Backordered},
+};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async,
+    tungstenite::{Message, client::IntoClientRequest},
+};
+
+use crate::helpers::{ADMIN_KEY, Client, TestApp, on_each_backend};
+
+const SUBSCRIBE: &str = "subscription($after: ID, $sku: String) {
+    backorderEvents(after: $after, sku: $sku) { id sku orderId quantity stockedQuantity backorderedQuantity location { name } } }";
+const PLACE: &str = "mutation($pi: String!, $c: ID!) {
+    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: [{ sku: \"BACK\", quantity: 1 }] }) { id } }";
+
+/// Generous bound on waiting for one message, so a broken stream fails instead of hanging.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A graphql-transport-ws client, speaking the protocol message by message.
+struct WsClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    /// Connects and sends `connection_init`; `Err` if the server does not acknowledge.
+    async fn connect(addr: SocketAddr, key: Option<&str>) -> Result<WsClient, String> {
+        let mut request = format!("ws://{addr}/graphql/ws").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+        let (socket, _) = connect_async(request).await.map_err(|err| err.to_string())?;
+        let mut client = WsClient { socket };
+        let payload = key.map_or(json!({}), |key| json!({ "authorization": format!("Bearer {key}") }));
+        client
+            .send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        match client.receive().await {
+            Some(message) if message["type"] == "connection_ack" => Ok(client),
+            other => Err(format!("not acknowledged: {other:?}")),
+        }
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.socket.send(Message::text(message.to_string())).await.unwrap();
+    }
+
+    /// The next protocol message (answering pings), or `None` once the server closed.
+    async fn receive(&mut self) -> Option<Value> {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("no message in time")?;
+            match message.ok()? {
+                Message::Text(text) => {
+                    let message: Value = serde_json::from_str(&text).unwrap();
+                    if message["type"] == "ping" {
+                        self.send(json!({ "type": "pong" })).await;
+                        continue;
+                    }
+                    return Some(message);
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, id: &str, variables: Value) {
+        self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": SUBSCRIBE, "variables": variables } }))
+            .await;
+    }
+
+    /// The next event delivered on subscription `id`.
+    async fn next_event(&mut self, id: &str) -> Value {
+        let message = self.receive().await.expect("connection open");
+        assert_eq!(message["type"], "next", "{message}");
+        assert_eq!(message["id"], id);
+        message["payload"]["data"]["backorderEvents"].clone()
+    }
+
+    async fn complete(&mut self, id: &str) {
+        self.send(json!({ "id": id, "type": "complete" })).await;
+    }
+}
+
+/// One location, one channel, `BACK` stocked `stock` there with backorder allowed.
+async fn backorder_shop(app: &TestApp, stock: i32) -> i32 {
+    let location = app.location("Berlin").await;
+    let channel = app.channel("Web", &[(location, 0)]).await;
+    app.item("BACK").backorder_level(location, stock).await;
+    channel
+}
+
+async fn order_one(client: &Client, payment_intent: &str, channel: i32) -> String {
+    let placed = client
+        .gql(PLACE, json!({ "pi": payment_intent, "c": channel.to_string() }))
+        .await;
+    placed.data()["placeOrder"]["id"].as_str().unwrap().to_owned()
+}
+
+fn event_id(event: &Value) -> i64 {
+    event["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn backorders_reach_a_websocket_subscriber_in_order_and_once() {
+    on_each_backend(|app| async move {
+        let channel = backorder_shop(&app, 1).await;
+        let mut ws = WsClient::connect(app.listen().await, Some(ADMIN_KEY)).await.unwrap();
+        ws.subscribe("s1", json!({ "after": "0" })).await;
+        let mut order_ids = Vec::new();
+        for index in 0..5 {
+            order_ids.push(order_one(app.client(), &format!("pi_{index}"), channel).await);
+        }
+        let mut events = Vec::new();
+        for _ in 0..4 {
+            events.push(ws.next_event("s1").await);
+        }
+        let ids: Vec<i64> = events.iter().map(event_id).collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        let ordered: Vec<&str> = events.iter().map(|event| event["orderId"].as_str().unwrap()).collect();
+        assert_eq!(
+            ordered,
+            order_ids[1..].iter().map(String::as_str).collect::<Vec<_>>(),
+            "the first order was in stock"
+        );
+        assert_eq!(
+            events[0],
+            json!({ "id": "1", "sku": "BACK", "orderId": order_ids[1], "quantity": 1, "stockedQuantity": -1,
+                    "backorderedQuantity": 1, "location": { "name": "Berlin" } })
+        );
+        // One more: the stream continues with the next id, nothing repeated in between.
+        order_one(app.client(), "pi_5", channel).await;
+        assert_eq!(event_id(&ws.next_event("s1").await), 5);
+        ws.complete("s1").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resumed_subscription_replays_then_goes_live_without_duplicates() {
+    on_each_backend(|app| async move {
+        let channel = backorder_shop(&app, 0).await;
+        for index in 0..3 {
+            order_one(app.client(), &format!("pi_{index}"), channel).await;
+        }
+        let mut ws = WsClient::connect(app.listen().await, Some(ADMIN_KEY)).await.unwrap();
+        ws.subscribe("resume", json!({ "after": "2" })).await;
+        assert_eq!(event_id(&ws.next_event("resume").await), 3, "replayed from the table");
+        for index in 3..5 {
+            order_one(app.client(), &format!("pi_{index}"), channel).await;
+        }
+        assert_eq!(event_id(&ws.next_event("resume").await), 4);
+        assert_eq!(event_id(&ws.next_event("resume").await), 5);
+
+        let stored = app.gql("{ backorderEvents(after: \"3\") { id } }", json!({})).await;
+        assert_eq!(stored.data()["backorderEvents"], json!([{ "id": "4" }, { "id": "5" }]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn subscriptions_without_a_valid_admin_key_are_refused() {
+    on_each_backend(|app| async move {
+        let addr = app.listen().await;
+        assert!(WsClient::connect(addr, None).await.is_err());
+        assert!(WsClient::connect(addr, Some("srk_wrong")).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_hundred_subscribers_each_receive_all_hundred_events_in_order() {
+    on_each_backend(|app| async move {
+        let channel = backorder_shop(&app, 0).await;
+        let schema = app.schema();
+        let subscribers: Vec<_> = (0..200)
+            .map(|_| {
+                let request = async_graphql::Request::new(SUBSCRIBE)
+                    .variables(async_graphql::Variables::from_json(json!({ "after": "0" })))
+                    .data(Caller::Admin);
+                let stream = schema.execute_stream(request);
+                tokio::spawn(async move {
+                    let responses: Vec<async_graphql::Response> =
+                        tokio::time::timeout(PATIENCE, stream.take(100).collect())
+                            .await
+                            .expect("all 100 events in time");
+                    responses
+                        .into_iter()
+                        .map(|response| {
+                            assert!(response.errors.is_empty(), "{:?}", response.errors);
+                            let data = response.data.into_json().unwrap();
+                            data["backorderEvents"]["id"].as_str().unwrap().parse::<i64>().unwrap()
+                        })
+                        .collect::<Vec<i64>>()
+                })
+            })
+            .collect();
+        for index in 0..100 {
+            order_one(app.client(), &format!("pi_{index}"), channel).await;
+        }
+        let expected: Vec<i64> = (1..=100).collect();
+        for subscriber in subscribers {
+            assert_eq!(subscriber.await.unwrap(), expected);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_order_placed_through_one_process_reaches_a_subscriber_of_another() {
+    let Some(process_a) = TestApp::postgres_with(|_| {}).await else {
+        return;
+    };
+    let process_b = process_a.another_process().await;
+    let channel = backorder_shop(&process_a, 0).await;
+    let mut ws = WsClient::connect(process_b.listen().await, Some(ADMIN_KEY))
+        .await
+        .unwrap();
+    ws.subscribe("b", json!({ "after": "0" })).await;
+    let order = order_one(process_a.client(), "pi_a", channel).await;
+    let event = ws.next_event("b").await;
+    assert_eq!(event["orderId"], order.as_str());
+}
+
+#[tokio::test]
+async fn subscribers_miss_nothing_when_their_listen_connection_is_killed() {
+    let Some(process_a) = TestApp::postgres_with(|_| {}).await else {
+        return;
+    };
+    let process_b = process_a.another_process().await;
+    let channel = backorder_shop(&process_a, 0).await;
+    let mut ws = WsClient::connect(process_b.listen().await, Some(ADMIN_KEY))
+        .await
+        .unwrap();
+    ws.subscribe("b", json!({ "after": "0" })).await;
+    order_one(process_a.client(), "pi_0", channel).await;
+    assert_eq!(event_id(&ws.next_event("b").await), 1);
+
+    let terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE datname = current_database() AND query ILIKE 'LISTEN%'";
+    let killed = process_a
+        .db()
+        .conn()
+        .query_all_raw(Statement::from_string(process_a.db().backend(), terminate));
+    assert_eq!(killed.await.unwrap().len(), 2, "one LISTEN connection per process");
+
+    for index in 1..4 {
+        order_one(process_a.client(), &format!("pi_{index}"), channel).await;
+    }
+    for expected in 2..=4 {
+        assert_eq!(event_id(&ws.next_event("b").await), expected);
+    }
+}
+
+#[tokio::test]
+async fn event_ids_follow_commit_order_when_a_commit_is_delayed() {
+    let Some(app) = TestApp::postgres_with(|_| {}).await else {
+        return;
+    };
+    let channel = backorder_shop(&app, 0).await;
+    let location = app.gql("{ stockLocations { id } }", json!({})).await.data()["stockLocations"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first_order: i32 = order_one(app.client(), "pi_first", channel).await.parse().unwrap();
+    assert_eq!(app.count("inventory_event").await, 1);
+
+    // A transaction that stored its event (id 2) but has not committed yet.
+    let slow = app.db().begin_write().await.unwrap();
+    let event = Backordered {
+        sku: "BACK".into(),
+        stock_location_id: location,
+        order_id: first_order,
+        quantity: 1,
+        stocked_quantity: -1,
+        backordered_quantity: 1,
+    };
+    outbox::append(&slow, vec![event]).await.unwrap();
+
+    // An order that starts later must wait: its ids may only be taken after that commit.
+    let client = app.client().clone();
+    let later = tokio::spawn(async move { order_one(&client, "pi_later", channel).await });
+    let waiting =
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    loop {
+        let row = app
+            .db()
+            .conn()
+            .query_one_raw(Statement::from_string(app.db().backend(), waiting))
+            .await
+            .unwrap();
+        if row.unwrap().try_get::<i64>("", "n").unwrap() > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(!later.is_finished());
+    let visible = app.gql("{ backorderEvents(after: \"1\") { id } }", json!({})).await;
+    assert_eq!(
+        visible.data()["backorderEvents"],
+        json!([]),
+        "nothing uncommitted is visible"
+    );
+
+    slow.commit().await.unwrap();
+    let later_order = later.await.unwrap();
+    let events = app
+        .gql("{ backorderEvents(after: \"1\") { id orderId } }", json!({}))
+        .await;
+    assert_eq!(
+        events.data()["backorderEvents"],
+        json!([{ "id": "2", "orderId": first_order.to_string() }, { "id": "3", "orderId": later_order }])
+    );
+}
