@@ -71,6 +71,11 @@ pub struct Config {
     #[arg(long, env = "STOCKROOM_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5000)]
     pub db_acquire_timeout_ms: u64,
 
+    /// How often each process reads the event outbox even without a notification, in ms:
+    /// the bound on delivery delay when a notification is lost, or without LISTEN/NOTIFY.
+    #[arg(long, env = "STOCKROOM_EVENT_POLL_MS", default_value_t = 500)]
+    pub event_poll_ms: u64,
+
     /// Maximum number of pooled database connections.
     #[arg(long, env = "STOCKROOM_DB_POOL_SIZE", default_value_t = 20)]
     pub db_pool_size: u32,
@@ -94,6 +99,7 @@ impl Config {
             stripe_api_base: None,
             lock_timeout_ms: 5000,
             db_acquire_timeout_ms: 5000,
+            event_poll_ms: 500,
             db_pool_size: 20,
         }
     }

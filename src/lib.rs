@@ -19,7 +19,7 @@ pub mod http;
 pub mod inventory;
 pub mod stripe;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use sea_orm::DatabaseConnection;
@@ -54,7 +54,9 @@ impl AppState {
                 .context("registering STOCKROOM_ADMIN_KEY")?;
         }
         let refunds = stripe::refunds::Refunds::from_config(&config).context("building the Stripe client")?;
-        let events = events::EventHub::start(&db).await.context("starting the event feed")?;
+        let events = events::EventHub::start(&db, Duration::from_millis(config.event_poll_ms))
+            .await
+            .context("starting the event feed")?;
         Ok(AppState {
             db,
             config: Arc::new(config),

@@ -13,9 +13,8 @@ use tokio::sync::{Notify, broadcast};
 use super::outbox::NOTIFY_CHANNEL;
 use crate::db::Database;
 
-/// How often the feed looks at the table even without a wake-up. Bounds the delay when a
-/// notification is lost (listener reconnecting) or on engines without LISTEN/NOTIFY.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How long to wait before reopening a failed `LISTEN` connection.
+const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 /// Events buffered per subscriber; a subscriber further behind catches up from the table.
 const LIVE_BUFFER: usize = 1024;
 /// Rows read from the outbox per query.
@@ -38,14 +37,14 @@ impl EventHub {
     /// is broadcast, and every subscriber (all created later) replays the earlier ones from
     /// the table. Reading it inside the spawned task instead would let an event commit in
     /// between and be broadcast to nobody.
-    pub async fn start(db: &Database) -> Result<EventHub, DbErr> {
+    pub async fn start(db: &Database, poll_interval: Duration) -> Result<EventHub, DbErr> {
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         let wake = db.commits();
         let start_after = latest_id(db.conn()).await?;
         if db.backend() == DatabaseBackend::Postgres {
             tokio::spawn(listen(db.conn().clone(), wake.clone()));
         }
-        tokio::spawn(feed(db.conn().clone(), start_after, wake, live.clone()));
+        tokio::spawn(feed(db.conn().clone(), start_after, poll_interval, wake, live.clone()));
         Ok(EventHub {
             live,
             conn: db.conn().clone(),
@@ -86,11 +85,18 @@ pub async fn latest_id(conn: &DatabaseConnection) -> Result<i64, DbErr> {
     Ok(newest.map_or(0, |event| event.id))
 }
 
-async fn feed(conn: DatabaseConnection, mut last: i64, wake: Arc<Notify>, live: broadcast::Sender<SharedEvent>) {
+/// Reads new events whenever woken (or every `poll_interval`) and broadcasts them.
+async fn feed(
+    conn: DatabaseConnection,
+    mut last: i64,
+    poll_interval: Duration,
+    wake: Arc<Notify>,
+    live: broadcast::Sender<SharedEvent>,
+) {
     loop {
         tokio::select! {
             () = wake.notified() => {}
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            () = tokio::time::sleep(poll_interval) => {}
         }
         loop {
             match events_after(&conn, last, PAGE).await {
@@ -124,13 +130,13 @@ async fn listen(conn: DatabaseConnection, wake: Arc<Notify>) {
             Ok(listener) => listener,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot open the LISTEN connection; retrying");
-                tokio::time::sleep(POLL_INTERVAL).await;
+                tokio::time::sleep(RECONNECT_DELAY).await;
                 continue;
             }
         };
         if let Err(err) = listener.listen(NOTIFY_CHANNEL).await {
             tracing::warn!(error = %err, "LISTEN failed; retrying");
-            tokio::time::sleep(POLL_INTERVAL).await;
+            tokio::time::sleep(RECONNECT_DELAY).await;
             continue;
         }
         wake.notify_one();
@@ -143,7 +149,7 @@ async fn listen(conn: DatabaseConnection, wake: Arc<Notify>) {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "LISTEN connection failed; reconnecting");
-                    tokio::time::sleep(POLL_INTERVAL).await;
+                    tokio::time::sleep(RECONNECT_DELAY).await;
                     break;
                 }
             }

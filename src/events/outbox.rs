@@ -16,7 +16,7 @@ use chrono::Utc;
 use entity::{event_sequence, inventory_event};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryFilter, Statement,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -78,5 +78,14 @@ pub async fn append(txn: &DatabaseTransaction, events: Vec<Backordered>) -> Resu
     inventory_event::Entity::insert_many(rows)
         .exec_without_returning(txn)
         .await?;
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        // Delivered by PostgreSQL only when (and if) this transaction commits.
+        let notify = Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [NOTIFY_CHANNEL.into(), sequence.last_value.to_string().into()],
+        );
+        txn.execute_raw(notify).await?;
+    }
     Ok(())
 }

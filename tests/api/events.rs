@@ -214,12 +214,18 @@ async fn two_hundred_subscribers_each_receive_all_hundred_events_in_order() {
     .await;
 }
 
+/// Process B never polls the outbox on its own (an hour between polls): whatever it
+/// delivers came through LISTEN/NOTIFY or its catch-up after a reconnect.
+fn without_polling(config: &mut stockroom::Config) {
+    config.event_poll_ms = 3_600_000;
+}
+
 #[tokio::test]
 async fn an_order_placed_through_one_process_reaches_a_subscriber_of_another() {
     let Some(process_a) = TestApp::postgres_with(|_| {}).await else {
         return;
     };
-    let process_b = process_a.another_process().await;
+    let process_b = process_a.another_process(without_polling).await;
     let channel = backorder_shop(&process_a, 0).await;
     let mut ws = WsClient::connect(process_b.listen().await, Some(ADMIN_KEY))
         .await
@@ -235,7 +241,7 @@ async fn subscribers_miss_nothing_when_their_listen_connection_is_killed() {
     let Some(process_a) = TestApp::postgres_with(|_| {}).await else {
         return;
     };
-    let process_b = process_a.another_process().await;
+    let process_b = process_a.another_process(without_polling).await;
     let channel = backorder_shop(&process_a, 0).await;
     let mut ws = WsClient::connect(process_b.listen().await, Some(ADMIN_KEY))
         .await

@@ -269,9 +269,11 @@ impl TestApp {
         }
     }
 
-    /// A second server process on the same database: its own pool, event feed and router.
-    pub async fn another_process(&self) -> TestApp {
-        let config = (*self.state.config).clone();
+    /// A second server process on the same database: its own pool, event feed and router,
+    /// with this one's settings changed by `configure`.
+    pub async fn another_process(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = (*self.state.config).clone();
+        configure(&mut config);
         let conn = db::connect(&config).await.expect("connect");
         let state = AppState::from_connection(conn, config).await.expect("migrate");
         let router = stockroom::http::router(state.clone());
