@@ -142,6 +142,7 @@ impl Database {
             match outcome {
                 Err(Error::Contention) if attempt < MAX_ATTEMPTS => {
                     tracing::debug!(attempt, "transaction collided, retrying");
+                    crate::metrics::transaction_retry();
                     let backoff_ms = rand::random_range(1..=10) * u64::from(attempt);
                     tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
                     attempt += 1;

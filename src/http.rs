@@ -34,6 +34,7 @@ struct HttpState {
 
 /// The application's router; `state` must be migrated already.
 pub fn router(state: AppState) -> Router {
+    crate::metrics::handle();
     let schema = build_schema(state.clone());
     let webhooks = Router::new()
         .route("/webhooks/stripe", post(stripe::webhook::receive))
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(HttpState { app: state, schema })
         .merge(webhooks)
         .layer(TraceLayer::new_for_http())
@@ -108,6 +110,11 @@ async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, u
             })
             .serve()
     })
+}
+
+async fn metrics() -> impl IntoResponse {
+    let text = crate::metrics::handle().render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 async fn health() -> StatusCode {

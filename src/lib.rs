@@ -17,6 +17,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod inventory;
+pub mod metrics;
 pub mod stripe;
 
 use std::{sync::Arc, time::Duration};

@@ -87,7 +87,13 @@ pub struct Placed {
 /// Places `order` in one write transaction (see the module doc).
 pub async fn place_order(db: &Database, order: &PlaceOrder) -> Result<Placed> {
     order.validate()?;
-    db.write(order, |txn, order| Box::pin(place_order_in(txn, order))).await
+    let placed = db.write(order, |txn, order| Box::pin(place_order_in(txn, order))).await;
+    crate::metrics::order(match &placed {
+        Ok(Placed { created: true, .. }) => "placed",
+        Ok(Placed { created: false, .. }) => "repeat",
+        Err(err) => err.code(),
+    });
+    placed
 }
 
 /// The placement itself, inside a write transaction the caller opened (and commits only
@@ -98,18 +104,14 @@ pub async fn place_order_in(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Resu
         Some(id) => Some(lookup::by_id::<shipping_option::Entity>(txn, id, "shipping option").await?),
         None => None,
     };
-    let now = Utc::now();
-    let row = orders::ActiveModel {
-        payment_intent_id: Set(cmd.payment_intent_id.as_str().to_owned()),
-        sales_channel_id: Set(Some(cmd.sales_channel_id)),
-        shipping_option_id: Set(cmd.shipping_option_id),
-        status: Set(OrderStatus::Placed),
-        version: Set(1),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    };
-    let order = match claim_payment_intent(txn, &cmd.payment_intent_id, row).await? {
+    let claim = claim_payment_intent(
+        txn,
+        &cmd.payment_intent_id,
+        Some(cmd.sales_channel_id),
+        cmd.shipping_option_id,
+        None,
+    );
+    let order = match claim.await? {
         Claim::New(order) => order,
         Claim::Existing(order) => {
             return Ok(Placed { order, created: false });
@@ -159,12 +161,32 @@ enum Claim {
     Existing(orders::Model),
 }
 
-/// Inserts `row` unless an order for the PaymentIntent exists; returns the one that does.
+/// Inserts the order for a PaymentIntent (REJECTED if it has a `rejection_reason`, else
+/// PLACED) unless one exists already; returns the one that does.
 async fn claim_payment_intent(
     txn: &DatabaseTransaction,
     payment_intent_id: &PaymentIntentId,
-    row: orders::ActiveModel,
+    sales_channel_id: Option<i32>,
+    shipping_option_id: Option<i32>,
+    rejection_reason: Option<String>,
 ) -> Result<Claim> {
+    let now = Utc::now();
+    let status = if rejection_reason.is_some() {
+        OrderStatus::Rejected
+    } else {
+        OrderStatus::Placed
+    };
+    let row = orders::ActiveModel {
+        payment_intent_id: Set(payment_intent_id.as_str().to_owned()),
+        sales_channel_id: Set(sales_channel_id),
+        shipping_option_id: Set(shipping_option_id),
+        status: Set(status),
+        rejection_reason: Set(rejection_reason),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
     let inserted = orders::Entity::insert(row)
         .on_conflict_do_nothing_on([orders::Column::PaymentIntentId])
         .exec_without_returning(txn)
@@ -352,19 +374,15 @@ pub async fn reject_order_in(txn: &DatabaseTransaction, rejected: &RejectedOrder
             .map(|option| option.id),
         None => None,
     };
-    let now = Utc::now();
-    let row = orders::ActiveModel {
-        payment_intent_id: Set(rejected.payment_intent_id.as_str().to_owned()),
-        sales_channel_id: Set(sales_channel_id),
-        shipping_option_id: Set(shipping_option_id),
-        status: Set(OrderStatus::Rejected),
-        rejection_reason: Set(Some(rejected.reason.clone())),
-        version: Set(1),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    };
-    let order = match claim_payment_intent(txn, &rejected.payment_intent_id, row).await? {
+    let reason = Some(rejected.reason.clone());
+    let claim = claim_payment_intent(
+        txn,
+        &rejected.payment_intent_id,
+        sales_channel_id,
+        shipping_option_id,
+        reason,
+    );
+    let order = match claim.await? {
         Claim::New(order) => order,
         Claim::Existing(order) => {
             return Ok(Placed { order, created: false });

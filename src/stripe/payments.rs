@@ -97,6 +97,7 @@ pub async fn payment_succeeded(
         })
         .await?;
     if let Outcome::Rejected(Placed { order, created: true }) = &outcome {
+        crate::metrics::order("rejected");
         tracing::info!(payment_intent_id = %order.payment_intent_id, reason = ?order.rejection_reason, "order rejected");
         // After the commit, not inside it: no lock is held while Stripe answers.
         if let Some(refund) = refunds.refund(&order.payment_intent_id).await {

@@ -37,11 +37,13 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         Ok(event) => event,
         Err(refused) => {
             tracing::warn!(%refused, "refused a Stripe webhook delivery");
+            crate::metrics::webhook("refused");
             return (StatusCode::BAD_REQUEST, refused.to_string()).into_response();
         }
     };
     let EventObject::PaymentIntentSucceeded(intent) = event.data.object else {
         tracing::debug!(event_id = %event.id.as_str(), event_type = %event.type_.as_str(), "ignoring Stripe event");
+        crate::metrics::webhook("ignored");
         return StatusCode::OK.into_response();
     };
     let stripe_event = StripeEvent {
@@ -58,14 +60,17 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     match payments::payment_succeeded(&state.db, &state.refunds, &stripe_event, order).await {
         Ok(outcome) => {
             tracing::debug!(event_id = %stripe_event.id, ?outcome, "processed Stripe event");
+            crate::metrics::webhook("processed");
             StatusCode::OK.into_response()
         }
         Err(err) if err.is_transient() => {
             tracing::warn!(event_id = %stripe_event.id, %err, "Stripe event deferred; Stripe will retry");
+            crate::metrics::webhook("deferred");
             (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response()
         }
         Err(err) => {
             tracing::error!(event_id = %stripe_event.id, %err, "Stripe event failed");
+            crate::metrics::webhook("failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
     }

@@ -214,23 +214,27 @@ async fn two_hundred_subscribers_each_receive_all_hundred_events_in_order() {
     .await;
 }
 
-/// Process B never polls the outbox on its own (an hour between polls): whatever it
-/// delivers came through LISTEN/NOTIFY or its catch-up after a reconnect.
-fn without_polling(config: &mut stockroom::Config) {
-    config.event_poll_ms = 3_600_000;
-}
-
-#[tokio::test]
-async fn an_order_placed_through_one_process_reaches_a_subscriber_of_another() {
-    let Some(process_a) = TestApp::postgres_with(|_| {}).await else {
-        return;
-    };
-    let process_b = process_a.another_process(without_polling).await;
+/// Process A with a backorderable `BACK`, and a WebSocket subscriber (from the first event)
+/// on a second process B that never polls: B delivers only what LISTEN/NOTIFY, or its
+/// catch-up after a reconnect, brings it.
+async fn subscriber_on_another_process() -> Option<(TestApp, TestApp, i32, WsClient)> {
+    let process_a = TestApp::postgres_with(|_| {}).await?;
+    let process_b = process_a
+        .another_process(|config| config.event_poll_ms = 3_600_000)
+        .await;
     let channel = backorder_shop(&process_a, 0).await;
     let mut ws = WsClient::connect(process_b.listen().await, Some(ADMIN_KEY))
         .await
         .unwrap();
     ws.subscribe("b", json!({ "after": "0" })).await;
+    Some((process_a, process_b, channel, ws))
+}
+
+#[tokio::test]
+async fn an_order_placed_through_one_process_reaches_a_subscriber_of_another() {
+    let Some((process_a, _process_b, channel, mut ws)) = subscriber_on_another_process().await else {
+        return;
+    };
     let order = order_one(process_a.client(), "pi_a", channel).await;
     let event = ws.next_event("b").await;
     assert_eq!(event["orderId"], order.as_str());
@@ -238,15 +242,9 @@ async fn an_order_placed_through_one_process_reaches_a_subscriber_of_another() {
 
 #[tokio::test]
 async fn subscribers_miss_nothing_when_their_listen_connection_is_killed() {
-    let Some(process_a) = TestApp::postgres_with(|_| {}).await else {
+    let Some((process_a, _process_b, channel, mut ws)) = subscriber_on_another_process().await else {
         return;
     };
-    let process_b = process_a.another_process(without_polling).await;
-    let channel = backorder_shop(&process_a, 0).await;
-    let mut ws = WsClient::connect(process_b.listen().await, Some(ADMIN_KEY))
-        .await
-        .unwrap();
-    ws.subscribe("b", json!({ "after": "0" })).await;
     order_one(process_a.client(), "pi_0", channel).await;
     assert_eq!(event_id(&ws.next_event("b").await), 1);
 

@@ -54,3 +54,23 @@ async fn health_and_readiness_answer() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_text_format() {
+    on_each_backend(|app| async move {
+        let location = app.location("Berlin").await;
+        let channel = app.channel("Web", &[(location, 0)]).await;
+        app.item("M-1").level(location, 1).await;
+        let place = "mutation($c: ID!) { placeOrder(input: { paymentIntentId: \"pi_metrics\", salesChannelId: $c,
+            lines: [{ sku: \"M-1\", quantity: 1 }] }) { id } }";
+        app.gql(place, json!({ "c": channel.to_string() })).await.data();
+        let (status, body) = app
+            .client()
+            .send(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("stockroom_orders_total{outcome=\"placed\"}"), "{text}");
+    })
+    .await;
+}

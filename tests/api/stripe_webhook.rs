@@ -26,6 +26,16 @@ fn event(event_id: &str, event_type: &str, payment_intent: &str, metadata: Value
     event.to_string()
 }
 
+/// A `payment_intent.succeeded` for a checkout of `lines` (JSON) through `channel`.
+fn paid(event_id: &str, payment_intent: &str, channel: i32, lines: &str) -> String {
+    event(
+        event_id,
+        "payment_intent.succeeded",
+        payment_intent,
+        checkout(channel, lines),
+    )
+}
+
 fn checkout(channel: i32, lines: &str) -> Value {
     json!({ "sales_channel_id": channel.to_string(), "lines": lines })
 }
@@ -70,12 +80,7 @@ async fn shop(app: &TestApp, stock: i32) -> (i32, i32) {
 async fn a_paid_checkout_becomes_one_order_even_when_delivered_ten_times_at_once() {
     on_each_backend_with(with_webhook_secrets, |app| async move {
         let (location, channel) = shop(&app, 5).await;
-        let payload = event(
-            "evt_1",
-            "payment_intent.succeeded",
-            "pi_1",
-            checkout(channel, r#"[{"sku":"A-1","quantity":2}]"#),
-        );
+        let payload = paid("evt_1", "pi_1", channel, r#"[{"sku":"A-1","quantity":2}]"#);
         let app = Arc::new(app);
         let statuses = race(10, |_| {
             let (app, payload) = (app.clone(), payload.clone());
@@ -96,11 +101,11 @@ async fn five_different_events_for_one_payment_intent_make_one_order() {
     on_each_backend_with(with_webhook_secrets, |app| async move {
         let (location, channel) = shop(&app, 5).await;
         for index in 0..5 {
-            let payload = event(
+            let payload = paid(
                 &format!("evt_{index}"),
-                "payment_intent.succeeded",
                 "pi_1",
-                checkout(channel, r#"[{"sku":"A-1","quantity":1}]"#),
+                channel,
+                r#"[{"sku":"A-1","quantity":1}]"#,
             );
             assert_eq!(deliver_signed(&app, &payload, SECRET).await, 200);
         }
@@ -114,12 +119,7 @@ async fn five_different_events_for_one_payment_intent_make_one_order() {
 async fn unsigned_stale_or_tampered_deliveries_are_refused_and_store_nothing() {
     on_each_backend_with(with_webhook_secrets, |app| async move {
         let (_, channel) = shop(&app, 5).await;
-        let payload = event(
-            "evt_1",
-            "payment_intent.succeeded",
-            "pi_1",
-            checkout(channel, r#"[{"sku":"A-1","quantity":1}]"#),
-        );
+        let payload = paid("evt_1", "pi_1", channel, r#"[{"sku":"A-1","quantity":1}]"#);
         let sign = |body: &str, secret: &str, at: i64| Some(Webhook::generate_test_header(body, secret, Some(at)));
         let valid = sign(&payload, SECRET, now()).unwrap();
         let timestamp_only = valid.split(',').next().unwrap().to_owned();
@@ -152,12 +152,7 @@ async fn unsigned_stale_or_tampered_deliveries_are_refused_and_store_nothing() {
 async fn the_previous_secret_of_a_rotation_is_still_accepted() {
     on_each_backend_with(with_webhook_secrets, |app| async move {
         let (_, channel) = shop(&app, 5).await;
-        let payload = event(
-            "evt_1",
-            "payment_intent.succeeded",
-            "pi_1",
-            checkout(channel, r#"[{"sku":"A-1","quantity":1}]"#),
-        );
+        let payload = paid("evt_1", "pi_1", channel, r#"[{"sku":"A-1","quantity":1}]"#);
         assert_eq!(deliver_signed(&app, &payload, OLD_SECRET).await, 200);
         assert_eq!(order_status(&app, "pi_1").await["status"], "PLACED");
     })
@@ -247,21 +242,11 @@ async fn an_unplaceable_payment_is_rejected_and_refunded_exactly_once() {
         async move {
             let before = stripe.requests().len();
             let (location, channel) = shop(&app, 1).await;
-            let payload = event(
-                "evt_1",
-                "payment_intent.succeeded",
-                "pi_1",
-                checkout(channel, r#"[{"sku":"A-1","quantity":3}]"#),
-            );
+            let payload = paid("evt_1", "pi_1", channel, r#"[{"sku":"A-1","quantity":3}]"#);
             for _ in 0..3 {
                 assert_eq!(deliver_signed(&app, &payload, SECRET).await, 200);
             }
-            let other_event = event(
-                "evt_2",
-                "payment_intent.succeeded",
-                "pi_1",
-                checkout(channel, r#"[{"sku":"A-1","quantity":3}]"#),
-            );
+            let other_event = paid("evt_2", "pi_1", channel, r#"[{"sku":"A-1","quantity":3}]"#);
             assert_eq!(deliver_signed(&app, &other_event, SECRET).await, 200);
 
             let order = order_status(&app, "pi_1").await;
@@ -324,12 +309,7 @@ async fn a_database_outage_answers_503_and_the_retry_places_the_order_once() {
         return;
     };
     let (location, channel) = shop(&app, 5).await;
-    let payload = event(
-        "evt_1",
-        "payment_intent.succeeded",
-        "pi_1",
-        checkout(channel, r#"[{"sku":"A-1","quantity":2}]"#),
-    );
+    let payload = paid("evt_1", "pi_1", channel, r#"[{"sku":"A-1","quantity":2}]"#);
 
     proxy.break_database();
     assert_eq!(deliver_signed(&app, &payload, SECRET).await, 503);
