@@ -104,6 +104,7 @@ async fn main() {
             payment_intent_id: PaymentIntentId::parse(&format!("pi_bench_{index}")).unwrap(),
             sales_channel_id: channel.id,
             shipping_option_id: None,
+            reservation_key: None,
             lines: vec![LineRequest {
                 sku: sku.clone(),
                 quantity: Quantity::parse(1).unwrap(),

@@ -89,10 +89,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             println!("Admin keys: STOCKROOM_ADMIN_KEY, or `stockroom api-key create --name <name>`")
         }
     }
+    tokio::spawn(sweep_reservations(state.db.clone()));
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(async {
             tokio::signal::ctrl_c().await.ok();
         })
         .await
         .context("serving HTTP")
+}
+
+/// How often this process looks for reservations past their deadline.
+const RESERVATION_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Marks overdue reservations EXPIRED and frees their stock, forever. Several processes
+/// may sweep at once: each reservation is re-checked under its row lock.
+async fn sweep_reservations(db: db::Database) {
+    loop {
+        tokio::time::sleep(RESERVATION_SWEEP_INTERVAL).await;
+        match inventory::reservations::expire_overdue(&db).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "expired overdue reservations"),
+            Err(err) => tracing::warn!(error = %err, "reservation sweep failed; will retry"),
+        }
+    }
 }

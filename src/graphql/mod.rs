@@ -11,6 +11,7 @@ mod loaders;
 mod locations;
 mod orders;
 mod pagination;
+mod reservations;
 mod storefront;
 
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub struct QueryRoot(
     inventory::InventoryQuery,
     orders::OrderQuery,
     events::EventQuery,
+    reservations::ReservationQuery,
     storefront::StorefrontQuery,
 );
 
@@ -41,6 +43,7 @@ pub struct MutationRoot(
     channels::ChannelMutation,
     inventory::InventoryMutation,
     orders::OrderMutation,
+    reservations::ReservationMutation,
 );
 
 /// The served schema.

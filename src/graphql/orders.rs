@@ -18,7 +18,7 @@ use crate::{
     error::Error,
     inventory::{
         placement::{self, LineRequest, PlaceOrder},
-        values::{PaymentIntentId, Quantity, Sku},
+        values::{PaymentIntentId, Quantity, ReservationKey, Sku},
     },
 };
 
@@ -202,6 +202,11 @@ impl OrderMutation {
                 .shipping_option_id
                 .as_ref()
                 .map(|id| parse_id(id, "shipping option"))
+                .transpose()?,
+            reservation_key: input
+                .reservation_key
+                .as_deref()
+                .map(ReservationKey::parse)
                 .transpose()?,
             lines: parse_lines(&input.lines)?,
         };

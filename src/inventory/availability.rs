@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use entity::{inventory_item, inventory_level, sales_channel, sales_channel_location};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use super::{lookup, values::Sku};
+use super::{lookup, reservations, values::Sku};
 use crate::{
     db::Database,
     error::{Error, Result},
@@ -55,10 +55,13 @@ pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Res
         .filter(inventory_level::Column::StockLocationId.is_in(location_ids))
         .all(conn)
         .await?;
+    // Overdue reservations hold nothing, even before the sweep has marked them EXPIRED.
+    let not_held = reservations::overdue_holds(conn, levels.iter().map(|level| level.id)).await?;
     let mut totals: HashMap<&str, (i64, bool)> = HashMap::new();
     for level in &levels {
+        let reserved = level.reserved_quantity - not_held.get(&level.id).copied().unwrap_or_default();
         let entry = totals.entry(sku_of_item[&level.inventory_item_id]).or_default();
-        entry.0 += i64::from((level.stocked_quantity - level.reserved_quantity).max(0));
+        entry.0 += i64::from((level.stocked_quantity - reserved).max(0));
         entry.1 |= level.allow_backorder;
     }
     Ok(skus

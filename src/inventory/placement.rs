@@ -6,18 +6,21 @@
 //!    (payment_intent_id) DO NOTHING`. A concurrent twin blocks on the unique index until
 //!    the first transaction ends; if that committed, the twin inserts nothing and returns
 //!    the order that now exists, without touching stock. (Bounded by `lock_timeout`.)
-//! 2. **Candidates**: the shipping option's location (which must be mapped to the
+//! 2. **Reservation**: with the key of an ACTIVE, unexpired reservation, lock its row; its
+//!    lines are served from the levels it holds, and its hold is released by this order.
+//! 3. **Candidates**: the shipping option's location (which must be mapped to the
 //!    channel), then the channel's locations by priority.
-//! 3. **Lock** every level the order may touch (each line's sku at each candidate) with
-//!    one `SELECT … ORDER BY id FOR UPDATE`: PostgreSQL locks rows in that sorted order,
-//!    so two orders over the same levels always lock them in the same order and cannot
-//!    deadlock. From here until commit no one else can change these rows.
-//! 4. **Decide** with the pure [`allocate`] over the locked rows.
-//! 5. **Write** each chosen level once, `SET stocked = stocked - n, version = version + 1
+//! 4. **Lock** every level the order may touch (each line's sku at each candidate, and
+//!    the reservation's levels) with one `SELECT … ORDER BY id FOR UPDATE`: PostgreSQL
+//!    locks rows in that sorted order, so two orders over the same levels always lock
+//!    them in the same order and cannot deadlock. From here until commit no one else can
+//!    change these rows. (See `planning`.)
+//! 5. **Decide** with the pure `allocation::allocate` over the locked rows.
+//! 6. **Write** each chosen level once, `SET stocked = stocked - n, version = version + 1
 //!    WHERE id = ? AND version = <version read>`. Under the lock the guard always holds;
 //!    it exists so that a path which ever forgets the lock fails (and retries) instead of
 //!    overwriting a change it did not see.
-//! 6. Order lines, ledger movements and backorder events in the same transaction; the
+//! 7. Order lines, ledger movements and backorder events in the same transaction; the
 //!    event ids are taken last (see `events::outbox`).
 //!
 //! On SQLite the transaction is `BEGIN IMMEDIATE`: it holds the database's write lock
@@ -27,20 +30,23 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::Utc;
 use entity::{
-    inventory_item, inventory_level, order_line, orders, orders::OrderStatus, sales_channel, sales_channel_location,
+    inventory_item, order_line, orders, orders::OrderStatus, reservation::ReservationStatus, sales_channel,
     shipping_option, stock_movement::MovementReason,
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, TryInsertResult,
     sea_query::{Expr, ExprTrait},
 };
 
 use super::{
-    allocation::{Allocation, Candidate, LineCandidates, allocate},
-    ledger::{self, Movement},
+    allocation::{Allocation, LineCandidates},
+    ledger::Movement,
+    levels::{self, Delta},
     lookup,
-    values::{PaymentIntentId, Quantity, Sku},
+    planning::{self, Plan},
+    reservations,
+    values::{PaymentIntentId, Quantity, ReservationKey, Sku},
 };
 use crate::{
     db::Database,
@@ -64,6 +70,9 @@ pub struct PlaceOrder {
     pub payment_intent_id: PaymentIntentId,
     pub sales_channel_id: i32,
     pub shipping_option_id: Option<i32>,
+    /// Commits this reservation if it is ACTIVE; otherwise the order is placed as if no
+    /// key was given.
+    pub reservation_key: Option<ReservationKey>,
     pub lines: Vec<LineRequest>,
 }
 
@@ -117,27 +126,49 @@ pub async fn place_order_in(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Resu
             return Ok(Placed { order, created: false });
         }
     };
-    let locations = candidate_locations(txn, cmd.sales_channel_id, shipping.as_ref()).await?;
-    let items = items_by_sku(txn, &cmd.lines).await?;
-    let item_ids: Vec<i32> = items.values().map(|item| item.id).collect();
-    let locked = inventory_level::Entity::find()
-        .filter(inventory_level::Column::InventoryItemId.is_in(item_ids))
-        .filter(inventory_level::Column::StockLocationId.is_in(locations.clone()))
-        .order_by_asc(inventory_level::Column::Id)
-        .lock_exclusive()
-        .all(txn)
-        .await?;
-    let lines: Vec<LineCandidates> = cmd
-        .lines
-        .iter()
-        .map(|line| LineCandidates {
-            sku: line.sku.clone(),
-            quantity: line.quantity,
-            candidates: candidates_for(items[&line.sku].id, &locations, &locked),
-        })
-        .collect();
-    let allocations = allocate(&lines)?;
-    let written = take_stock(txn, &allocations, &locked, order.id).await?;
+    let committing = match &cmd.reservation_key {
+        Some(key) => reservations::lock_active_by_key(txn, key.as_str()).await?,
+        None => None,
+    };
+    let own_hold = committing
+        .as_ref()
+        .map(|(_, lines)| lines.as_slice())
+        .unwrap_or_default();
+    let Plan {
+        lines,
+        allocations,
+        locked,
+        items,
+    } = planning::plan(txn, cmd.sales_channel_id, shipping.as_ref(), &cmd.lines, own_hold).await?;
+    let mut deltas: BTreeMap<i32, Delta> = BTreeMap::new();
+    for allocation in &allocations {
+        deltas.entry(allocation.level_id).or_default().stocked -= allocation.quantity;
+    }
+    for held in own_hold {
+        deltas.entry(held.inventory_level_id).or_default().reserved -= held.quantity;
+    }
+    let reservation_id = committing.as_ref().map(|(held, _)| held.id);
+    let written = levels::apply(txn, &locked, &deltas, |delta| Movement {
+        // A level whose hold this order uses up records a COMMIT; any other an ORDER.
+        reason: if delta.reserved == 0 {
+            MovementReason::Order
+        } else {
+            MovementReason::Commit
+        },
+        delta: delta.stocked,
+        reserved_delta: delta.reserved,
+        order_id: Some(order.id),
+        reservation_id: reservation_id.filter(|_| delta.reserved != 0),
+        note: None,
+    })
+    .await?;
+    let order = match reservation_id {
+        Some(id) => {
+            reservations::set_status(txn, id, ReservationStatus::Committed).await?;
+            link_reservation(txn, order.id, id).await?
+        }
+        None => order,
+    };
     insert_lines(txn, order.id, &lines, &items, &allocations).await?;
     let events = lines
         .iter()
@@ -205,119 +236,15 @@ async fn claim_payment_intent(
     })
 }
 
-/// Location ids in preference order: the shipping option's, then by channel priority.
-async fn candidate_locations(
-    txn: &DatabaseTransaction,
-    channel_id: i32,
-    shipping: Option<&shipping_option::Model>,
-) -> Result<Vec<i32>> {
-    let mapped: Vec<i32> = sales_channel_location::Entity::find()
-        .filter(sales_channel_location::Column::SalesChannelId.eq(channel_id))
-        .order_by_asc(sales_channel_location::Column::Priority)
-        .order_by_asc(sales_channel_location::Column::StockLocationId)
-        .all(txn)
+/// Records on the order which reservation it committed.
+async fn link_reservation(txn: &DatabaseTransaction, order_id: i32, reservation_id: i32) -> Result<orders::Model> {
+    orders::Entity::update_many()
+        .col_expr(orders::Column::ReservationId, Expr::value(reservation_id))
+        .filter(orders::Column::Id.eq(order_id))
+        .exec_with_returning(txn)
         .await?
-        .into_iter()
-        .map(|mapping| mapping.stock_location_id)
-        .collect();
-    let Some(shipping) = shipping else {
-        return Ok(mapped);
-    };
-    if !mapped.contains(&shipping.stock_location_id) {
-        return Err(Error::LocationUnmapped(format!(
-            "shipping option {} ships from stock location {}, which sales channel {channel_id} does not sell from",
-            shipping.id, shipping.stock_location_id
-        )));
-    }
-    let mut ordered = vec![shipping.stock_location_id];
-    ordered.extend(
-        mapped
-            .into_iter()
-            .filter(|location| *location != shipping.stock_location_id),
-    );
-    Ok(ordered)
-}
-
-async fn items_by_sku(txn: &DatabaseTransaction, lines: &[LineRequest]) -> Result<HashMap<Sku, inventory_item::Model>> {
-    let skus: Vec<&str> = lines.iter().map(|line| line.sku.as_str()).collect();
-    let found: HashMap<String, inventory_item::Model> = inventory_item::Entity::find()
-        .filter(inventory_item::Column::Sku.is_in(skus))
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|item| (item.sku.clone(), item))
-        .collect();
-    lines
-        .iter()
-        .map(|line| match found.get(line.sku.as_str()) {
-            Some(item) => Ok((line.sku.clone(), item.clone())),
-            None => Err(Error::not_found(format!("inventory item {}", line.sku))),
-        })
-        .collect()
-}
-
-fn candidates_for(item_id: i32, locations: &[i32], locked: &[inventory_level::Model]) -> Vec<Candidate> {
-    locations
-        .iter()
-        .filter_map(|location| {
-            locked
-                .iter()
-                .find(|level| level.inventory_item_id == item_id && level.stock_location_id == *location)
-        })
-        .map(|level| Candidate {
-            level_id: level.id,
-            stock_location_id: level.stock_location_id,
-            stocked_quantity: level.stocked_quantity,
-            reserved_quantity: level.reserved_quantity,
-            allow_backorder: level.allow_backorder,
-        })
-        .collect()
-}
-
-/// Writes each chosen level once (lines on the same level are summed) with its version
-/// guard and ledger movement; returns the levels as written, by id.
-async fn take_stock(
-    txn: &DatabaseTransaction,
-    allocations: &[Allocation],
-    locked: &[inventory_level::Model],
-    order_id: i32,
-) -> Result<HashMap<i32, inventory_level::Model>> {
-    let mut taken: BTreeMap<i32, i32> = BTreeMap::new();
-    for allocation in allocations {
-        *taken.entry(allocation.level_id).or_default() += allocation.quantity;
-    }
-    let mut written = Vec::with_capacity(taken.len());
-    for (level_id, quantity) in taken {
-        let read = locked
-            .iter()
-            .find(|level| level.id == level_id)
-            .expect("allocations use locked levels");
-        let level = inventory_level::Entity::update_many()
-            .col_expr(
-                inventory_level::Column::StockedQuantity,
-                Expr::col(inventory_level::Column::StockedQuantity).sub(quantity),
-            )
-            .col_expr(
-                inventory_level::Column::Version,
-                Expr::col(inventory_level::Column::Version).add(1),
-            )
-            .col_expr(inventory_level::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(inventory_level::Column::Id.eq(level_id))
-            .filter(inventory_level::Column::Version.eq(read.version))
-            .exec_with_returning(txn)
-            .await?
-            .pop()
-            // Someone wrote the level without holding its lock: start over from a fresh read.
-            .ok_or(Error::Contention)?;
-        let movement = Movement {
-            order_id: Some(order_id),
-            ..Movement::stocked(MovementReason::Order, -quantity)
-        };
-        written.push((movement, level));
-    }
-    ledger::record(txn, written.iter().map(|(movement, level)| (movement.clone(), level))).await?;
-    let written = written.into_iter().map(|(_, level)| (level.id, level)).collect();
-    Ok(written)
+        .pop()
+        .ok_or_else(|| Error::Internal("the order being placed vanished".into()))
 }
 
 async fn insert_lines(

@@ -82,23 +82,43 @@ impl Name {
     }
 }
 
-/// A Stripe PaymentIntent id (or any caller's idempotency key for an order): 1–255
-/// visible characters.
+/// An idempotency key from outside: 1–255 visible characters without whitespace.
+fn parse_key(raw: &str, what: &str) -> Result<String> {
+    if raw.is_empty() || raw.len() > 255 || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::bad_input(format!(
+            "{what} must be 1 to 255 characters without whitespace"
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+/// A Stripe PaymentIntent id (or any caller's idempotency key for an order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentIntentId(String);
 
 impl PaymentIntentId {
     /// Checks and wraps a PaymentIntent id.
     pub fn parse(raw: &str) -> Result<Self> {
-        if raw.is_empty() || raw.len() > 255 || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(Error::bad_input(
-                "paymentIntentId must be 1 to 255 characters without whitespace",
-            ));
-        }
-        Ok(PaymentIntentId(raw.to_owned()))
+        parse_key(raw, "paymentIntentId").map(PaymentIntentId)
     }
 
     /// The id as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The key a checkout gives its reservation (idempotency, and how an order commits it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationKey(String);
+
+impl ReservationKey {
+    /// Checks and wraps a reservation key.
+    pub fn parse(raw: &str) -> Result<Self> {
+        parse_key(raw, "reservation key").map(ReservationKey)
+    }
+
+    /// The key as stored.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::inventory::{
     placement::{LineRequest, PlaceOrder, RejectedOrder},
-    values::{PaymentIntentId, Quantity, Sku},
+    values::{PaymentIntentId, Quantity, ReservationKey, Sku},
 };
 
 #[derive(Deserialize)]
@@ -70,6 +70,10 @@ pub fn order_from_metadata(
             payment_intent_id: payment_intent_id.clone(),
             sales_channel_id,
             shipping_option_id: shipping_option_id.clone()?,
+            // A malformed key names no reservation: placed as if none was given.
+            reservation_key: metadata
+                .get("reservation_key")
+                .and_then(|key| ReservationKey::parse(key).ok()),
             lines: lines.clone()?,
         };
         order.validate().map_err(|err| err.to_string())?;

@@ -10,6 +10,7 @@ mod catalog;
 mod events;
 mod n_plus_one;
 mod placement;
+mod reservations;
 mod schema;
 mod stock_levels;
 mod storefront;

@@ -1,0 +1,74 @@
+//! Locking levels and writing them: every write is version-guarded and recorded in the
+//! ledger, in the caller's transaction. Shared by placement and reservations.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::Utc;
+use entity::inventory_level;
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+
+use super::ledger::{self, Movement};
+use crate::error::{Error, Result};
+
+use inventory_level::Column as Level;
+
+/// Locks (`FOR UPDATE`) every level matching `condition`, in id order. Every path that
+/// locks levels goes through here, so all of them lock in the same order and no two
+/// transactions can wait on each other in a cycle.
+pub async fn lock(txn: &DatabaseTransaction, condition: Condition) -> Result<Vec<inventory_level::Model>> {
+    Ok(inventory_level::Entity::find()
+        .filter(condition)
+        .order_by_asc(Level::Id)
+        .lock_exclusive()
+        .all(txn)
+        .await?)
+}
+
+/// A change of one level: how much stock and how much reservation it gains (or loses).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub stocked: i32,
+    pub reserved: i32,
+}
+
+/// Applies `deltas` (by level id) to levels the transaction has locked, each guarded by
+/// the version it read, each with the movement `describe` gives it. Returns the levels as
+/// written, by id.
+pub async fn apply(
+    txn: &DatabaseTransaction,
+    locked: &[inventory_level::Model],
+    deltas: &BTreeMap<i32, Delta>,
+    describe: impl Fn(Delta) -> Movement,
+) -> Result<HashMap<i32, inventory_level::Model>> {
+    let mut written = Vec::with_capacity(deltas.len());
+    for (&level_id, &delta) in deltas.iter().filter(|(_, delta)| **delta != Delta::default()) {
+        let read = locked
+            .iter()
+            .find(|level| level.id == level_id)
+            .ok_or_else(|| Error::Internal(format!("level {level_id} written without its lock")))?;
+        let level = inventory_level::Entity::update_many()
+            .col_expr(
+                Level::StockedQuantity,
+                Expr::col(Level::StockedQuantity).add(delta.stocked),
+            )
+            .col_expr(
+                Level::ReservedQuantity,
+                Expr::col(Level::ReservedQuantity).add(delta.reserved),
+            )
+            .col_expr(Level::Version, Expr::col(Level::Version).add(1))
+            .col_expr(Level::UpdatedAt, Expr::value(Utc::now()))
+            .filter(Level::Id.eq(level_id))
+            .filter(Level::Version.eq(read.version))
+            .exec_with_returning(txn)
+            .await?
+            .pop()
+            // Someone wrote the level without holding its lock: start over from a fresh read.
+            .ok_or(Error::Contention)?;
+        written.push((describe(delta), level));
+    }
+    ledger::record(txn, written.iter().map(|(movement, level)| (movement.clone(), level))).await?;
+    Ok(written.into_iter().map(|(_, level)| (level.id, level)).collect())
+}

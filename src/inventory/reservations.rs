@@ -1,0 +1,291 @@
+//! Reservations: stock held for a checkout (`reserveStock`), given back (`releaseReservation`,
+//! or the expiry sweep), or turned into an order (`placeOrder` with its key, see
+//! `placement`).
+//!
+//! A reservation raises `reserved_quantity` on the levels the location rules choose; it
+//! never lowers `stocked_quantity`. Past `expires_at` it holds nothing: planning treats
+//! its units as free at once, and [`expire_overdue`] later marks it EXPIRED and gives the
+//! units back to `reserved_quantity`. Every path locks the reservation row first and then
+//! its levels (in id order), the same order placement uses, so none can deadlock another.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{Duration, Utc};
+use entity::{
+    reservation, reservation::ReservationStatus, reservation_line, sales_channel, shipping_option,
+    stock_movement::MovementReason,
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TryInsertResult,
+    sea_query::{Expr, ExprTrait, Query},
+};
+
+use super::{
+    ledger::Movement,
+    levels::{self, Delta},
+    lookup,
+    placement::{LineRequest, MAX_LINES},
+    planning,
+    values::ReservationKey,
+};
+use crate::{
+    db::Database,
+    error::{Error, Result},
+};
+
+/// How long a checkout's hold lasts unless it says otherwise.
+pub const DEFAULT_TTL_SECONDS: i32 = 900;
+
+/// Longest hold a checkout may ask for.
+pub const MAX_TTL_SECONDS: i64 = 7 * 24 * 3600;
+
+/// Stock to hold for a checkout.
+#[derive(Debug, Clone)]
+pub struct ReserveStock {
+    pub key: ReservationKey,
+    pub sales_channel_id: i32,
+    pub shipping_option_id: Option<i32>,
+    pub lines: Vec<LineRequest>,
+    pub ttl_seconds: i64,
+}
+
+/// Holds stock (idempotent per key: a repeat returns the reservation that exists).
+pub async fn reserve_stock(db: &Database, cmd: &ReserveStock) -> Result<reservation::Model> {
+    if cmd.lines.is_empty() || cmd.lines.len() > MAX_LINES {
+        return Err(Error::bad_input(format!("a reservation needs 1 to {MAX_LINES} lines")));
+    }
+    if !(1..=MAX_TTL_SECONDS).contains(&cmd.ttl_seconds) {
+        return Err(Error::bad_input(format!(
+            "ttlSeconds must be between 1 and {MAX_TTL_SECONDS}"
+        )));
+    }
+    db.write(cmd, |txn, cmd| Box::pin(reserve_in(txn, cmd))).await
+}
+
+async fn reserve_in(txn: &DatabaseTransaction, cmd: &ReserveStock) -> Result<reservation::Model> {
+    lookup::by_id::<sales_channel::Entity>(txn, cmd.sales_channel_id, "sales channel").await?;
+    let shipping = match cmd.shipping_option_id {
+        Some(id) => Some(lookup::by_id::<shipping_option::Entity>(txn, id, "shipping option").await?),
+        None => None,
+    };
+    let now = Utc::now();
+    let row = reservation::ActiveModel {
+        key: Set(cmd.key.as_str().to_owned()),
+        sales_channel_id: Set(cmd.sales_channel_id),
+        shipping_option_id: Set(cmd.shipping_option_id),
+        status: Set(ReservationStatus::Active),
+        expires_at: Set(now + Duration::seconds(cmd.ttl_seconds)),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    // Same idempotency as orders: a concurrent twin waits on the unique key, then finds it.
+    let inserted = reservation::Entity::insert(row)
+        .on_conflict_do_nothing_on([reservation::Column::Key])
+        .exec_without_returning(txn)
+        .await?;
+    let held = reservation::Entity::find()
+        .filter(reservation::Column::Key.eq(cmd.key.as_str()))
+        .one(txn)
+        .await?
+        .ok_or_else(|| Error::Internal("the reservation for this key vanished".into()))?;
+    if !matches!(inserted, TryInsertResult::Inserted(1)) {
+        return Ok(held);
+    }
+    let plan = planning::plan(txn, cmd.sales_channel_id, shipping.as_ref(), &cmd.lines, &[]).await?;
+    let mut deltas: BTreeMap<i32, Delta> = BTreeMap::new();
+    for allocation in &plan.allocations {
+        deltas.entry(allocation.level_id).or_default().reserved += allocation.quantity;
+    }
+    levels::apply(txn, &plan.locked, &deltas, |delta| Movement {
+        reason: MovementReason::Reservation,
+        delta: 0,
+        reserved_delta: delta.reserved,
+        order_id: None,
+        reservation_id: Some(held.id),
+        note: None,
+    })
+    .await?;
+    let rows = plan
+        .lines
+        .iter()
+        .zip(&plan.allocations)
+        .map(|(line, allocation)| reservation_line::ActiveModel {
+            reservation_id: Set(held.id),
+            sku: Set(line.sku.to_string()),
+            inventory_level_id: Set(allocation.level_id),
+            stock_location_id: Set(allocation.stock_location_id),
+            quantity: Set(allocation.quantity),
+            ..Default::default()
+        });
+    reservation_line::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(held)
+}
+
+/// ACTIVE → RELEASED, giving the held stock back. Releasing again is harmless; a
+/// COMMITTED reservation cannot be released.
+pub async fn release_reservation(db: &Database, id: i32) -> Result<reservation::Model> {
+    db.write(&id, |txn, id| {
+        Box::pin(async move {
+            let held = lock_reservation(txn, reservation::Column::Id.eq(*id))
+                .await?
+                .ok_or_else(|| Error::not_found(format!("reservation {id}")))?;
+            match held.status {
+                ReservationStatus::Committed => Err(Error::bad_input(format!(
+                    "reservation {id} was committed to an order and cannot be released"
+                ))),
+                ReservationStatus::Released | ReservationStatus::Expired => Ok(held),
+                ReservationStatus::Active => {
+                    give_back(txn, &held, ReservationStatus::Released, MovementReason::Release).await
+                }
+            }
+        })
+    })
+    .await
+}
+
+/// The background sweep: marks overdue ACTIVE reservations EXPIRED and gives their stock
+/// back, each in its own transaction. Returns how many it expired.
+pub async fn expire_overdue(db: &Database) -> Result<usize> {
+    let overdue: Vec<i32> = reservation::Entity::find()
+        .filter(reservation::Column::Status.eq(ReservationStatus::Active))
+        .filter(reservation::Column::ExpiresAt.lte(Utc::now()))
+        .order_by_asc(reservation::Column::Id)
+        .limit(100)
+        .all(db.conn())
+        .await?
+        .into_iter()
+        .map(|held| held.id)
+        .collect();
+    let mut expired = 0;
+    for id in overdue {
+        let done = db
+            .write(&id, |txn, id| {
+                Box::pin(async move {
+                    // Re-checked under the row lock: it may have been committed or released since.
+                    let held = lock_reservation(txn, reservation::Column::Id.eq(*id)).await?;
+                    match held {
+                        Some(held) if held.status == ReservationStatus::Active && held.expires_at <= Utc::now() => {
+                            give_back(txn, &held, ReservationStatus::Expired, MovementReason::Expiry).await?;
+                            Ok(true)
+                        }
+                        _ => Ok(false),
+                    }
+                })
+            })
+            .await?;
+        expired += usize::from(done);
+    }
+    Ok(expired)
+}
+
+/// Locks the reservation matching `condition` (`FOR UPDATE`).
+async fn lock_reservation(
+    txn: &DatabaseTransaction,
+    condition: impl sea_orm::sea_query::IntoCondition,
+) -> Result<Option<reservation::Model>> {
+    Ok(reservation::Entity::find()
+        .filter(condition)
+        .lock_exclusive()
+        .one(txn)
+        .await?)
+}
+
+/// Removes the reservation's hold from its levels and moves it to `status`.
+async fn give_back(
+    txn: &DatabaseTransaction,
+    held: &reservation::Model,
+    status: ReservationStatus,
+    reason: MovementReason,
+) -> Result<reservation::Model> {
+    let lines = lines_of(txn, held.id).await?;
+    let locked = levels::lock(
+        txn,
+        sea_orm::Condition::all()
+            .add(entity::inventory_level::Column::Id.is_in(lines.iter().map(|line| line.inventory_level_id))),
+    )
+    .await?;
+    let mut deltas: BTreeMap<i32, Delta> = BTreeMap::new();
+    for line in &lines {
+        deltas.entry(line.inventory_level_id).or_default().reserved -= line.quantity;
+    }
+    levels::apply(txn, &locked, &deltas, |delta| Movement {
+        reason,
+        delta: 0,
+        reserved_delta: delta.reserved,
+        order_id: None,
+        reservation_id: Some(held.id),
+        note: None,
+    })
+    .await?;
+    set_status(txn, held.id, status).await
+}
+
+/// Moves a reservation (whose row the transaction has locked) to `status`.
+pub async fn set_status(txn: &DatabaseTransaction, id: i32, status: ReservationStatus) -> Result<reservation::Model> {
+    reservation::Entity::update_many()
+        .col_expr(reservation::Column::Status, Expr::value(status))
+        .col_expr(
+            reservation::Column::Version,
+            Expr::col(reservation::Column::Version).add(1),
+        )
+        .col_expr(reservation::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(reservation::Column::Id.eq(id))
+        .exec_with_returning(txn)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::not_found(format!("reservation {id}")))
+}
+
+async fn lines_of(txn: &DatabaseTransaction, reservation_id: i32) -> Result<Vec<reservation_line::Model>> {
+    Ok(reservation_line::Entity::find()
+        .filter(reservation_line::Column::ReservationId.eq(reservation_id))
+        .order_by_asc(reservation_line::Column::Id)
+        .all(txn)
+        .await?)
+}
+
+/// The reservation with `key`, locked, with its lines, if it is ACTIVE and not overdue:
+/// the hold an order with this key commits. Anything else means "no reservation".
+pub async fn lock_active_by_key(
+    txn: &DatabaseTransaction,
+    key: &str,
+) -> Result<Option<(reservation::Model, Vec<reservation_line::Model>)>> {
+    let Some(held) = lock_reservation(txn, reservation::Column::Key.eq(key)).await? else {
+        return Ok(None);
+    };
+    if held.status != ReservationStatus::Active || held.expires_at <= Utc::now() {
+        return Ok(None);
+    }
+    let lines = lines_of(txn, held.id).await?;
+    Ok(Some((held, lines)))
+}
+
+/// Units per level still counted in `reserved_quantity` by ACTIVE reservations that are
+/// past their deadline: they hold nothing any more, the sweep just has not run yet.
+pub async fn overdue_holds(
+    conn: &impl ConnectionTrait,
+    level_ids: impl IntoIterator<Item = i32>,
+) -> Result<HashMap<i32, i32>> {
+    let overdue = Query::select()
+        .column(reservation::Column::Id)
+        .from(reservation::Entity)
+        .and_where(reservation::Column::Status.eq(ReservationStatus::Active))
+        .and_where(reservation::Column::ExpiresAt.lte(Utc::now()))
+        .to_owned();
+    let lines = reservation_line::Entity::find()
+        .filter(reservation_line::Column::InventoryLevelId.is_in(level_ids))
+        .filter(reservation_line::Column::ReservationId.in_subquery(overdue))
+        .all(conn)
+        .await?;
+    let mut held: HashMap<i32, i32> = HashMap::new();
+    for line in lines {
+        *held.entry(line.inventory_level_id).or_default() += line.quantity;
+    }
+    Ok(held)
+}
