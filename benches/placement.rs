@@ -1,0 +1,181 @@
+//! Order placement under contention, on PostgreSQL.
+//!
+//! 1. "The last ten units": 50 shoppers race (barrier start) for 10 units, 20 runs —
+//!    how many orders are placed (must be 10 every run) and how long the race takes.
+//! 2. Throughput: 2,000 single-line orders by 50 concurrent clients over 20 skus at one
+//!    location (plenty of stock) — orders per second and latency percentiles.
+//!
+//! ```sh
+//! cargo bench --bench placement   # needs PostgreSQL at TEST_DATABASE_URL
+//! ```
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use sea_orm::ConnectionTrait;
+use stockroom::{
+    AppState, Config,
+    db::{self, Database},
+    inventory::{
+        catalog::{self, ChannelMapping},
+        placement::{self, LineRequest, PlaceOrder},
+        stock::{self, SetStockLevel},
+        values::{Name, PaymentIntentId, Quantity, Sku},
+    },
+};
+use tokio::sync::Barrier;
+
+const SHOPPERS: usize = 50;
+
+fn order(payment_intent: String, channel: i32, sku: &Sku) -> PlaceOrder {
+    PlaceOrder {
+        payment_intent_id: PaymentIntentId::parse(&payment_intent).unwrap(),
+        sales_channel_id: channel,
+        shipping_option_id: None,
+        reservation_key: None,
+        lines: vec![LineRequest {
+            sku: sku.clone(),
+            quantity: Quantity::parse(1).unwrap(),
+        }],
+    }
+}
+
+async fn set_level(db: &Database, sku: &Sku, location: i32, quantity: i32) {
+    let cmd = SetStockLevel {
+        sku: sku.clone(),
+        stock_location_id: location,
+        stocked_quantity: quantity,
+        allow_backorder: Some(false),
+        expected_version: None,
+    };
+    stock::set_stock_level(db, &cmd).await.unwrap();
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+#[tokio::main]
+async fn main() {
+    let admin_url =
+        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = sea_orm::Database::connect(&admin_url)
+        .await
+        .expect("PostgreSQL at TEST_DATABASE_URL");
+    let name = format!("stockroom_bench_{}", std::process::id());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap();
+    let mut config = Config::for_database(format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0));
+    config.db_pool_size = 50;
+    let app = AppState::from_connection(db::connect(&config).await.unwrap(), config)
+        .await
+        .unwrap();
+    let db = Arc::new(app.db.clone());
+
+    let location = catalog::create_location(&db, Name::parse("Berlin", "name").unwrap())
+        .await
+        .unwrap()
+        .id;
+    let channel = catalog::create_channel(&db, Name::parse("Web", "name").unwrap())
+        .await
+        .unwrap()
+        .id;
+    let mapping = ChannelMapping {
+        sales_channel_id: channel,
+        stock_location_id: location,
+        priority: 0,
+    };
+    catalog::map_channel_location(&db, &mapping).await.unwrap();
+
+    // 1. The last ten units.
+    let last = Sku::parse("LAST-10").unwrap();
+    catalog::create_item(&db, last.clone(), Name::parse("Last ten", "title").unwrap())
+        .await
+        .unwrap();
+    let mut placed_per_run = Vec::new();
+    let mut race_times = Vec::new();
+    for run in 0..20 {
+        set_level(&db, &last, location, 10).await;
+        let barrier = Arc::new(Barrier::new(SHOPPERS));
+        let started = Instant::now();
+        let shoppers: Vec<_> = (0..SHOPPERS)
+            .map(|shopper| {
+                let (db, barrier, sku) = (db.clone(), barrier.clone(), last.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    placement::place_order(&db, &order(format!("pi_last_{run}_{shopper}"), channel, &sku))
+                        .await
+                        .is_ok()
+                })
+            })
+            .collect();
+        let mut placed = 0;
+        for shopper in shoppers {
+            placed += usize::from(shopper.await.unwrap());
+        }
+        race_times.push(started.elapsed());
+        placed_per_run.push(placed);
+    }
+    race_times.sort();
+    println!(
+        "last ten units, {SHOPPERS} shoppers, 20 runs: placed per run {placed_per_run:?}; race took p50 {:.1} ms, max {:.1} ms",
+        millis(race_times[race_times.len() / 2]),
+        millis(*race_times.last().unwrap()),
+    );
+
+    // 2. Throughput over 20 skus.
+    let skus: Vec<Sku> = (0..20)
+        .map(|index| Sku::parse(&format!("T-{index:02}")).unwrap())
+        .collect();
+    for sku in &skus {
+        catalog::create_item(&db, sku.clone(), Name::parse("Throughput", "title").unwrap())
+            .await
+            .unwrap();
+        set_level(&db, sku, location, 1_000_000).await;
+    }
+    let orders_per_client = 40;
+    let barrier = Arc::new(Barrier::new(SHOPPERS));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..SHOPPERS)
+        .map(|client| {
+            let (db, barrier, skus) = (db.clone(), barrier.clone(), skus.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let mut latencies = Vec::with_capacity(orders_per_client);
+                for index in 0..orders_per_client {
+                    let sku = &skus[(client + index) % skus.len()];
+                    let begun = Instant::now();
+                    placement::place_order(&db, &order(format!("pi_tp_{client}_{index}"), channel, sku))
+                        .await
+                        .unwrap();
+                    latencies.push(begun.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for client in clients {
+        latencies.extend(client.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "throughput: {} orders by {SHOPPERS} clients over {} skus in {:.2} s = {:.0} orders/s; latency p50 {:.1} ms, p99 {:.1} ms",
+        latencies.len(),
+        skus.len(),
+        elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        millis(latencies[latencies.len() / 2]),
+        millis(latencies[latencies.len() * 99 / 100]),
+    );
+    drop((app, db));
+    admin
+        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await
+        .ok();
+}
