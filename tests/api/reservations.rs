@@ -198,3 +198,73 @@ async fn bad_reservation_requests_fail_with_contract_codes() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn commits_and_releases_racing_on_the_same_reservations_leave_consistent_stock() {
+    on_each_backend(|app| async move {
+        let (location, channel) = shop(&app, 30).await;
+        let mut ids = Vec::new();
+        for index in 0..15 {
+            let held = reserve(app.client(), &format!("cart-{index}"), channel, 2).await;
+            ids.push(held.data()["reserveStock"]["id"].clone());
+        }
+        assert_eq!(app.level("R-1", location).await.reserved_quantity, 30);
+        let client = app.client().clone();
+        let results = race(30, |task| {
+            let (client, id) = (client.clone(), ids[task / 2].clone());
+            async move {
+                let index = task / 2;
+                if task % 2 == 0 {
+                    place(
+                        &client,
+                        &format!("pi_{index}"),
+                        channel,
+                        Some(&format!("cart-{index}")),
+                        2,
+                    )
+                    .await
+                } else {
+                    client.gql(RELEASE, json!({ "id": id })).await
+                }
+            }
+        })
+        .await;
+        for (task, result) in results.iter().enumerate() {
+            let code = result.error_code();
+            // An order commits its reservation or, once that is released, needs free stock;
+            // a release either wins or finds the reservation committed.
+            let expected = if task % 2 == 0 {
+                [None, Some("OUT_OF_STOCK")]
+            } else {
+                [None, Some("BAD_USER_INPUT")]
+            };
+            assert!(expected.contains(&code), "task {task}: {}", result.0);
+        }
+        let placed = results
+            .iter()
+            .step_by(2)
+            .filter(|result| result.error_code().is_none())
+            .count() as i32;
+        let level = app.level("R-1", location).await;
+        assert_eq!(level.reserved_quantity, 0, "every hold was committed or released");
+        assert_eq!(level.stocked_quantity, 30 - 2 * placed);
+        // A release that lost found its reservation committed; one that won freed the units
+        // for any order (its own then placed from free stock, uncommitted).
+        let refused_releases = results
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .filter(|result| result.error_code().is_some())
+            .count();
+        assert_eq!(
+            app.count("reservation WHERE status = 'COMMITTED'").await,
+            refused_releases as i64
+        );
+        assert_eq!(
+            app.count("reservation WHERE status = 'RELEASED'").await,
+            15 - refused_releases as i64
+        );
+        app.assert_ledger_matches_levels().await;
+    })
+    .await;
+}
