@@ -320,3 +320,29 @@ async fn a_database_outage_answers_503_and_the_retry_places_the_order_once() {
     assert_eq!(app.count("orders").await, 1);
     assert_eq!(app.level("A-1", location).await.stocked_quantity, 3);
 }
+
+#[tokio::test]
+async fn a_payment_with_a_reservation_key_commits_the_checkouts_reservation() {
+    on_each_backend_with(with_webhook_secrets, |app| async move {
+        let (location, channel) = shop(&app, 3).await;
+        let reserve = "mutation($c: ID!) { reserveStock(input: { key: \"cart-9\", salesChannelId: $c,
+            lines: [{ sku: \"A-1\", quantity: 3 }] }) { id } }";
+        let held = app.gql(reserve, json!({ "c": channel.to_string() })).await;
+        let id = held.data()["reserveStock"]["id"].clone();
+        let mut metadata = checkout(channel, r#"[{"sku":"A-1","quantity":3}]"#);
+        metadata["reservation_key"] = json!("cart-9");
+        let payload = event("evt_1", "payment_intent.succeeded", "pi_1", metadata);
+        assert_eq!(deliver_signed(&app, &payload, SECRET).await, 200);
+        assert_eq!(order_status(&app, "pi_1").await["status"], "PLACED");
+        let level = app.level("A-1", location).await;
+        assert_eq!((level.stocked_quantity, level.reserved_quantity), (0, 0));
+        let status = app
+            .gql(
+                "query($id: ID!) { reservation(id: $id) { status } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(status.data()["reservation"]["status"], "COMMITTED");
+    })
+    .await;
+}
