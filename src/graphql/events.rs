@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::inventory_event;
 use futures_util::{Stream, StreamExt};
 
-use super::{AdminGuard, channels::load_location, locations::StockLocation, parse_id, state, to_id};
+use super::{AdminGuard, channels::load_location, locations::StockLocation, parse_optional_id, state, to_id};
 use crate::{
     error::Error,
     events::{
@@ -113,10 +113,7 @@ impl SubscriptionRoot {
         stock_location_id: Option<ID>,
     ) -> Result<impl Stream<Item = Result<InventoryBackordered>> + use<>> {
         let after = parse_cursor(after.as_ref())?;
-        let stock_location_id = stock_location_id
-            .as_ref()
-            .map(|id| parse_id(id, "stock location"))
-            .transpose()?;
+        let stock_location_id = parse_optional_id(stock_location_id.as_ref(), "stock location")?;
         let filter = Filter { sku, stock_location_id };
         let events = stream::subscribe(state(ctx).events.clone(), after, filter);
         Ok(events.map(|event| event.map(InventoryBackordered).map_err(async_graphql::Error::from)))

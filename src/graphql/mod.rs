@@ -106,6 +106,11 @@ fn parse_id(id: &ID, what: &str) -> Result<i32, Error> {
         .map_err(|_| Error::not_found(format!("{what} {}", id.as_str())))
 }
 
+/// Like [`parse_id`], for an optional argument.
+fn parse_optional_id(id: Option<&ID>, what: &str) -> Result<Option<i32>, Error> {
+    id.map(|id| parse_id(id, what)).transpose()
+}
+
 fn to_id(id: impl ToString) -> ID {
     ID(id.to_string())
 }

@@ -12,7 +12,7 @@ use super::{
     loaders::{ChannelById, LinesOfOrder},
     locations::StockLocation,
     pagination::Page,
-    parse_id, state, to_id,
+    parse_id, parse_optional_id, state, to_id,
 };
 use crate::{
     error::Error,
@@ -198,11 +198,7 @@ impl OrderMutation {
         let order = PlaceOrder {
             payment_intent_id: PaymentIntentId::parse(&input.payment_intent_id)?,
             sales_channel_id: parse_id(&input.sales_channel_id, "sales channel")?,
-            shipping_option_id: input
-                .shipping_option_id
-                .as_ref()
-                .map(|id| parse_id(id, "shipping option"))
-                .transpose()?,
+            shipping_option_id: parse_optional_id(input.shipping_option_id.as_ref(), "shipping option")?,
             reservation_key: input
                 .reservation_key
                 .as_deref()

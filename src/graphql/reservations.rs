@@ -13,7 +13,7 @@ use super::{
     locations::StockLocation,
     orders::{OrderLineInput, parse_lines},
     pagination::Page,
-    parse_id, state, to_id,
+    parse_id, parse_optional_id, state, to_id,
 };
 use crate::{
     error::Error,
@@ -145,11 +145,7 @@ impl ReservationMutation {
         let cmd = ReserveStock {
             key: ReservationKey::parse(&input.key)?,
             sales_channel_id: parse_id(&input.sales_channel_id, "sales channel")?,
-            shipping_option_id: input
-                .shipping_option_id
-                .as_ref()
-                .map(|id| parse_id(id, "shipping option"))
-                .transpose()?,
+            shipping_option_id: parse_optional_id(input.shipping_option_id.as_ref(), "shipping option")?,
             lines: parse_lines(&input.lines)?,
             ttl_seconds: input.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS).into(),
         };

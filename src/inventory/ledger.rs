@@ -34,6 +34,18 @@ impl Movement {
         }
     }
 
+    /// A change of `reserved_quantity` only, made by a reservation.
+    pub fn reservation(reason: MovementReason, reserved_delta: i32, reservation_id: i32) -> Self {
+        Movement {
+            reason,
+            delta: 0,
+            reserved_delta,
+            order_id: None,
+            reservation_id: Some(reservation_id),
+            note: None,
+        }
+    }
+
     fn row(self, after: &inventory_level::Model) -> stock_movement::ActiveModel {
         stock_movement::ActiveModel {
             inventory_level_id: Set(after.id),

@@ -100,13 +100,8 @@ async fn reserve_in(txn: &DatabaseTransaction, cmd: &ReserveStock) -> Result<res
     for allocation in &plan.allocations {
         deltas.entry(allocation.level_id).or_default().reserved += allocation.quantity;
     }
-    levels::apply(txn, &plan.locked, &deltas, |delta| Movement {
-        reason: MovementReason::Reservation,
-        delta: 0,
-        reserved_delta: delta.reserved,
-        order_id: None,
-        reservation_id: Some(held.id),
-        note: None,
+    levels::apply(txn, &plan.locked, &deltas, |delta| {
+        Movement::reservation(MovementReason::Reservation, delta.reserved, held.id)
     })
     .await?;
     let rows = plan
@@ -214,13 +209,8 @@ async fn give_back(
     for line in &lines {
         deltas.entry(line.inventory_level_id).or_default().reserved -= line.quantity;
     }
-    levels::apply(txn, &locked, &deltas, |delta| Movement {
-        reason,
-        delta: 0,
-        reserved_delta: delta.reserved,
-        order_id: None,
-        reservation_id: Some(held.id),
-        note: None,
+    levels::apply(txn, &locked, &deltas, |delta| {
+        Movement::reservation(reason, delta.reserved, held.id)
     })
     .await?;
     set_status(txn, held.id, status).await
