@@ -4,7 +4,7 @@
 //! header and handed to GraphQL as request data; field guards then only read it.
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql::{Data, Pos, http::GraphiQLSource};
+use async_graphql::{Data, Pos, http::GraphiQLSource, parser::types::OperationType};
 use async_graphql_axum::{
     GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket, rejection::GraphQLRejection,
 };
@@ -58,6 +58,15 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains("text/html"))
 }
 
+fn has_mutation(query: &str) -> bool {
+    async_graphql::parser::parse_query(query).is_ok_and(|document| {
+        document
+            .operations
+            .iter()
+            .any(|(_, operation)| operation.node.ty == OperationType::Mutation)
+    })
+}
+
 async fn graphql(
     State(state): State<HttpState>,
     method: Method,
@@ -75,6 +84,10 @@ async fn graphql(
         Ok(request) => request.into_inner(),
         Err(rejection) => return rejection.into_response(),
     };
+    // GET must be safe (GraphQL over HTTP): links, prefetchers and caches may repeat it.
+    if method == Method::GET && has_mutation(&request.query) {
+        return (StatusCode::METHOD_NOT_ALLOWED, "mutations need POST").into_response();
+    }
     let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     let response = match auth::authenticate(&state.app.db, authorization).await {
         // One GraphQL request multiplexes hundreds of resolver futures in one task. Under

@@ -67,7 +67,7 @@ impl AppState {
     }
 }
 
-/// Runs the server until Ctrl-C: migrations, demo data on a new database, then HTTP.
+/// Runs the server until Ctrl-C or SIGTERM: migrations, demo data on a new database, then HTTP.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = AppState::connect(config).await?;
     let demo_key = if state.config.demo && demo::seed_if_empty(&state.db).await? {
@@ -91,11 +91,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tokio::spawn(sweep_reservations(state.db.clone()));
     axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(async {
-            tokio::signal::ctrl_c().await.ok();
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")
+}
+
+/// Ctrl-C, or SIGTERM from a process manager: stop accepting, finish requests in flight.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
 }
 
 /// How often this process looks for reservations past their deadline.

@@ -74,3 +74,25 @@ async fn metrics_are_served_in_prometheus_text_format() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn queries_work_over_get_but_mutations_need_post() {
+    on_each_backend(|app| async move {
+        let get = |query: &str| {
+            let uri = format!("/graphql?query={}", query.replace(' ', "%20").replace('"', "%22"));
+            Request::get(uri)
+                .header("authorization", format!("Bearer {}", crate::helpers::ADMIN_KEY))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, body) = app.client().send(get("{ stockLocations { id } }")).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let (status, _) = app
+            .client()
+            .send(get("mutation { createStockLocation(input: { name: \"X\" }) { id } }"))
+            .await;
+        assert_eq!(status, 405);
+        assert_eq!(app.count("stock_location").await, 0);
+    })
+    .await;
+}
