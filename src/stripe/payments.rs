@@ -73,6 +73,9 @@ pub async fn payment_succeeded(
                     })
                 })
                 .await;
+            if let Ok(Outcome::Placed(Placed { created: true, .. })) = &placed {
+                crate::metrics::order("placed");
+            }
             match placed {
                 Err(err) if err.is_rejection() => RejectedOrder {
                     payment_intent_id: order.payment_intent_id.clone(),

@@ -325,3 +325,41 @@ async fn event_ids_follow_commit_order_when_a_commit_is_delayed() {
         json!([{ "id": "2", "orderId": first_order.to_string() }, { "id": "3", "orderId": later_order }])
     );
 }
+
+#[tokio::test]
+async fn a_subscription_filtered_by_sku_sees_only_that_skus_events() {
+    on_each_backend(|app| async move {
+        let location = app.location("Berlin").await;
+        let channel = app.channel("Web", &[(location, 0)]).await;
+        app.item("BACK").backorder_level(location, 0).await;
+        app.item("OTHER").backorder_level(location, 0).await;
+        let request = async_graphql::Request::new(SUBSCRIBE)
+            .variables(async_graphql::Variables::from_json(
+                json!({ "after": "0", "sku": "OTHER" }),
+            ))
+            .data(Caller::Admin);
+        let stream = app.schema().execute_stream(request);
+        let other = "mutation($pi: String!, $c: ID!) { placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c,
+            lines: [{ sku: \"OTHER\", quantity: 2 }] }) { id } }";
+        order_one(app.client(), "pi_back_1", channel).await;
+        app.gql(other, json!({ "pi": "pi_other_1", "c": channel.to_string() }))
+            .await
+            .data();
+        order_one(app.client(), "pi_back_2", channel).await;
+        app.gql(other, json!({ "pi": "pi_other_2", "c": channel.to_string() }))
+            .await
+            .data();
+        let events: Vec<Value> = tokio::time::timeout(PATIENCE, stream.take(2).collect::<Vec<_>>())
+            .await
+            .expect("both OTHER events in time")
+            .into_iter()
+            .map(|response| response.data.into_json().unwrap()["backorderEvents"].clone())
+            .collect();
+        let seen: Vec<(&str, &str)> = events
+            .iter()
+            .map(|event| (event["id"].as_str().unwrap(), event["sku"].as_str().unwrap()))
+            .collect();
+        assert_eq!(seen, [("2", "OTHER"), ("4", "OTHER")]);
+    })
+    .await;
+}
