@@ -1,9 +1,13 @@
 //! The per-process event feed: reads committed events from the outbox and fans them out
 //! to local subscribers through a bounded broadcast channel.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
-use entity::inventory_event;
+use entity::{inventory_event, stock_location};
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{
     ColumnTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -21,7 +25,7 @@ const LIVE_BUFFER: usize = 1024;
 pub const PAGE: u64 = 500;
 
 /// A committed event, shared by every subscriber that receives it.
-pub type SharedEvent = Arc<inventory_event::Model>;
+pub type SharedEvent = Arc<Committed>;
 
 /// Handle on this process's feed.
 #[derive(Clone, Debug)]
@@ -62,18 +66,42 @@ impl EventHub {
     }
 }
 
-/// Stored events with id > `after`, oldest first, at most `limit`.
-pub async fn events_after(
-    conn: &DatabaseConnection,
-    after: i64,
-    limit: u64,
-) -> Result<Vec<inventory_event::Model>, DbErr> {
-    inventory_event::Entity::find()
+/// A committed event with its stock location, read once and shared by every subscriber:
+/// resolving `location` then costs no query (and no DataLoader wait) per event.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub event: inventory_event::Model,
+    pub location: stock_location::Model,
+}
+
+/// Stored events with id > `after`, oldest first, at most `limit`, with their locations.
+pub async fn events_after(conn: &DatabaseConnection, after: i64, limit: u64) -> Result<Vec<Committed>, DbErr> {
+    let events = inventory_event::Entity::find()
         .filter(inventory_event::Column::Id.gt(after))
         .order_by_asc(inventory_event::Column::Id)
         .limit(limit)
         .all(conn)
-        .await
+        .await?;
+    let location_ids: HashSet<i32> = events.iter().map(|event| event.stock_location_id).collect();
+    let locations: HashMap<i32, stock_location::Model> = stock_location::Entity::find()
+        .filter(stock_location::Column::Id.is_in(location_ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|location| (location.id, location))
+        .collect();
+    events
+        .into_iter()
+        .map(|event| {
+            let location = locations.get(&event.stock_location_id).cloned().ok_or_else(|| {
+                DbErr::RecordNotFound(format!(
+                    "stock location {} of event {}",
+                    event.stock_location_id, event.id
+                ))
+            })?;
+            Ok(Committed { event, location })
+        })
+        .collect()
 }
 
 /// The newest stored event id (0 if none).
@@ -103,7 +131,7 @@ async fn feed(
                 Ok(events) => {
                     let full_page = events.len() as u64 == PAGE;
                     for event in events {
-                        last = event.id;
+                        last = event.event.id;
                         // No receiver is fine; a lagging one catches up from the table.
                         live.send(Arc::new(event)).ok();
                     }

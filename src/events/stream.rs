@@ -11,7 +11,7 @@
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::hub::{EventHub, PAGE, SharedEvent, events_after, latest_id};
+use super::hub::{Committed, EventHub, PAGE, SharedEvent, events_after, latest_id};
 use crate::error::Error;
 
 /// What a subscriber wants to see.
@@ -22,7 +22,8 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, event: &entity::inventory_event::Model) -> bool {
+    fn matches(&self, committed: &Committed) -> bool {
+        let event = &committed.event;
         self.sku.as_ref().is_none_or(|sku| *sku == event.sku)
             && self
                 .stock_location_id
@@ -44,7 +45,7 @@ pub fn subscribe(hub: EventHub, after: Option<i64>, filter: Filter) -> impl Stre
                 let page = events_after(hub.conn(), cursor, PAGE).await?;
                 let full_page = page.len() as u64 == PAGE;
                 for event in page {
-                    cursor = event.id;
+                    cursor = event.event.id;
                     if filter.matches(&event) {
                         yield std::sync::Arc::new(event);
                     }
@@ -56,9 +57,9 @@ pub fn subscribe(hub: EventHub, after: Option<i64>, filter: Filter) -> impl Stre
             // Live, until a gap or a lag sends us back to the table.
             loop {
                 match live.recv().await {
-                    Ok(event) if event.id <= cursor => continue,
-                    Ok(event) if event.id == cursor + 1 => {
-                        cursor = event.id;
+                    Ok(event) if event.event.id <= cursor => continue,
+                    Ok(event) if event.event.id == cursor + 1 => {
+                        cursor = event.event.id;
                         if filter.matches(&event) {
                             yield event;
                         }

@@ -2,10 +2,9 @@
 
 use async_graphql::{Context, ID, Object, Result, Subscription};
 use chrono::{DateTime, Utc};
-use entity::inventory_event;
 use futures_util::{Stream, StreamExt};
 
-use super::{AdminGuard, channels::load_location, locations::StockLocation, parse_optional_id, state, to_id};
+use super::{AdminGuard, locations::StockLocation, parse_optional_id, state, to_id};
 use crate::{
     error::Error,
     events::{
@@ -24,38 +23,38 @@ pub struct InventoryBackordered(SharedEvent);
 impl InventoryBackordered {
     /// The event's cursor: strictly increasing in commit order; resume with `after: id`.
     async fn id(&self) -> ID {
-        to_id(self.0.id)
+        to_id(self.0.event.id)
     }
 
     async fn sku(&self) -> &str {
-        &self.0.sku
+        &self.0.event.sku
     }
 
-    async fn location(&self, ctx: &Context<'_>) -> Result<StockLocation> {
-        load_location(ctx, self.0.stock_location_id).await
+    async fn location(&self) -> StockLocation {
+        StockLocation(self.0.location.clone())
     }
 
     async fn order_id(&self) -> ID {
-        to_id(self.0.order_id)
+        to_id(self.0.event.order_id)
     }
 
     /// Units ordered on the line.
     async fn quantity(&self) -> i32 {
-        self.0.quantity
+        self.0.event.quantity
     }
 
     /// The level's stock right after the order.
     async fn stocked_quantity(&self) -> i32 {
-        self.0.stocked_quantity
+        self.0.event.stocked_quantity
     }
 
     /// Units of the line that were not in stock.
     async fn backordered_quantity(&self) -> i32 {
-        self.0.backordered_quantity
+        self.0.event.backordered_quantity
     }
 
     async fn occurred_at(&self) -> DateTime<Utc> {
-        self.0.occurred_at
+        self.0.event.occurred_at
     }
 }
 
@@ -86,7 +85,7 @@ impl EventQuery {
             return Err(Error::bad_input(format!("first must be between 1 and {MAX_EVENTS}")).into());
         }
         let after = parse_cursor(after.as_ref())?.unwrap_or(0);
-        let events: Vec<inventory_event::Model> = events_after(state(ctx).db.conn(), after, first as u64)
+        let events = events_after(state(ctx).db.conn(), after, first as u64)
             .await
             .map_err(Error::from)?;
         Ok(events

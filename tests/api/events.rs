@@ -363,3 +363,47 @@ async fn a_subscription_filtered_by_sku_sees_only_that_skus_events() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_the_live_buffer_catches_up_from_the_table() {
+    on_each_backend(|app| async move {
+        let channel = backorder_shop(&app, 0).await;
+        let order: i32 = order_one(app.client(), "pi_0", channel).await.parse().unwrap();
+        let request = async_graphql::Request::new(SUBSCRIBE)
+            .variables(async_graphql::Variables::from_json(json!({ "after": "0" })))
+            .data(Caller::Admin);
+        let mut stream = app.schema().execute_stream(request);
+        let first = tokio::time::timeout(PATIENCE, stream.next()).await.unwrap().unwrap();
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+
+        // More events in one commit than the live buffer holds, while nobody reads.
+        let burst = 1_500;
+        let location = app.level("BACK", 1).await.stock_location_id;
+        let txn = app.db().begin_write().await.unwrap();
+        let event = Backordered {
+            sku: "BACK".into(),
+            stock_location_id: location,
+            order_id: order,
+            quantity: 1,
+            stocked_quantity: -1,
+            backordered_quantity: 1,
+        };
+        outbox::append(&txn, vec![event; burst]).await.unwrap();
+        txn.commit().await.unwrap();
+
+        let ids: Vec<i64> = tokio::time::timeout(PATIENCE, stream.take(burst).collect::<Vec<_>>())
+            .await
+            .expect("the whole burst in time")
+            .into_iter()
+            .map(|response| {
+                response.data.into_json().unwrap()["backorderEvents"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ids, (2..=1 + burst as i64).collect::<Vec<_>>());
+    })
+    .await;
+}

@@ -96,3 +96,28 @@ async fn queries_work_over_get_but_mutations_need_post() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn readiness_follows_the_database() {
+    let proxy = crate::helpers::ChaosProxy::start().await;
+    let Some(app) =
+        crate::helpers::TestApp::postgres_through(&proxy, |config| config.db_acquire_timeout_ms = 500).await
+    else {
+        return;
+    };
+    let ready = || Request::get("/ready").body(Body::empty()).unwrap();
+    assert_eq!(app.client().send(ready()).await.0, 200);
+    proxy.break_database();
+    assert_eq!(app.client().send(ready()).await.0, 503);
+    let query = app.gql("{ stockLocations { id } }", json!({})).await;
+    assert_eq!(query.error_code(), Some("INTERNAL"), "{}", query.0);
+    proxy.restore_database();
+    assert_eq!(app.client().send(ready()).await.0, 200);
+    assert_eq!(
+        app.client()
+            .send(Request::get("/health").body(Body::empty()).unwrap())
+            .await
+            .0,
+        200
+    );
+}
