@@ -84,7 +84,7 @@ async fn main() {
     let schema = stockroom::graphql::build_schema(b.clone());
     let subscribers: Vec<_> = (0..SUBSCRIBERS)
         .map(|_| {
-            let request = async_graphql::Request::new("subscription { backorderEvents(after: \"0\") { id } }")
+            let request = async_graphql::Request::new("subscription { backorderEvents(after: \"0\") { id sku orderId backorderedQuantity location { name } } }")
                 .variables(async_graphql::Variables::from_json(json!({})))
                 .data(Caller::Admin);
             let stream = schema.execute_stream(request);
