@@ -50,13 +50,19 @@ pub async fn register_key(db: &Database, name: &str, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// The token of a `Bearer` credential; the scheme name is case-insensitive (RFC 7235).
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// Resolves an `Authorization` header value to a caller.
 pub async fn authenticate(db: &Database, authorization: Option<&str>) -> Result<Caller> {
-    let Some(key) = authorization.and_then(|value| value.strip_prefix("Bearer ")) else {
+    let Some(key) = authorization.and_then(bearer_token) else {
         return Ok(Caller::Anonymous);
     };
     let known = api_key::Entity::find()
-        .filter(api_key::Column::KeyHash.eq(hash(key.trim())))
+        .filter(api_key::Column::KeyHash.eq(hash(key)))
         .one(db.conn())
         .await?;
     Ok(if known.is_some() {
@@ -69,6 +75,14 @@ pub async fn authenticate(db: &Database, authorization: Option<&str>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_whatever_the_scheme_case() {
+        assert_eq!(bearer_token("Bearer srk_1"), Some("srk_1"));
+        assert_eq!(bearer_token("bearer  srk_1 "), Some("srk_1"));
+        assert_eq!(bearer_token("Basic dXNlcg=="), None);
+        assert_eq!(bearer_token("srk_1"), None);
+    }
 
     #[test]
     fn hashes_are_stable_and_hide_the_key() {
