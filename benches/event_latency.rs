@@ -11,30 +11,21 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::ScratchDatabase;
 use futures_util::StreamExt;
-use sea_orm::ConnectionTrait;
 use serde_json::json;
 use stockroom::{
-    AppState, Config,
     auth::Caller,
-    db,
     inventory::{
-        catalog::{self, ChannelMapping},
         placement::{self, LineRequest, PlaceOrder},
-        stock::{self, SetStockLevel},
-        values::{Name, PaymentIntentId, Quantity, Sku},
+        values::{PaymentIntentId, Quantity},
     },
 };
 
 const SUBSCRIBERS: usize = 200;
 const EVENTS: usize = 100;
-
-async fn process(url: &str) -> AppState {
-    let config = Config::for_database(url);
-    AppState::from_connection(db::connect(&config).await.expect("connect"), config)
-        .await
-        .expect("migrate")
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -42,44 +33,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let admin_url =
-        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin = sea_orm::Database::connect(&admin_url)
-        .await
-        .expect("PostgreSQL at TEST_DATABASE_URL");
-    let name = format!("stockroom_bench_{}", std::process::id());
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-
-    let a = process(&url).await;
-    let b = process(&url).await;
-    let location = catalog::create_location(&a.db, Name::parse("Berlin", "name").unwrap())
-        .await
-        .unwrap();
-    let channel = catalog::create_channel(&a.db, Name::parse("Web", "name").unwrap())
-        .await
-        .unwrap();
-    let mapping = ChannelMapping {
-        sales_channel_id: channel.id,
-        stock_location_id: location.id,
-        priority: 0,
-    };
-    catalog::map_channel_location(&a.db, &mapping).await.unwrap();
-    let sku = Sku::parse("BENCH").unwrap();
-    catalog::create_item(&a.db, sku.clone(), Name::parse("Bench", "title").unwrap())
-        .await
-        .unwrap();
-    let level = SetStockLevel {
-        sku: sku.clone(),
-        stock_location_id: location.id,
-        stocked_quantity: 0,
-        allow_backorder: Some(true),
-        expected_version: None,
-    };
-    stock::set_stock_level(&a.db, &level).await.unwrap();
+    let scratch = ScratchDatabase::create().await;
+    let a = scratch.process(|_| {}).await;
+    let b = scratch.process(|_| {}).await;
+    let (location, channel) = common::one_location_shop(&a.db).await;
+    let sku = common::item(&a.db, "BENCH").await;
+    common::set_level(&a.db, &sku, location, 0, true).await;
 
     let schema = stockroom::graphql::build_schema(b.clone());
     let subscribers: Vec<_> = (0..SUBSCRIBERS)
@@ -102,7 +61,7 @@ async fn main() {
     for index in 0..EVENTS {
         let order = PlaceOrder {
             payment_intent_id: PaymentIntentId::parse(&format!("pi_bench_{index}")).unwrap(),
-            sales_channel_id: channel.id,
+            sales_channel_id: channel,
             shipping_option_id: None,
             reservation_key: None,
             lines: vec![LineRequest {
@@ -136,8 +95,5 @@ async fn main() {
         latencies.last().unwrap().as_secs_f64() * 1e3,
     );
     drop((a, b, schema));
-    admin
-        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .await
-        .ok();
+    scratch.drop().await;
 }

@@ -14,16 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::ConnectionTrait;
-use stockroom::{
-    AppState, Config,
-    db::{self, Database},
-    inventory::{
-        catalog::{self, ChannelMapping},
-        placement::{self, LineRequest, PlaceOrder},
-        stock::{self, SetStockLevel},
-        values::{Name, PaymentIntentId, Quantity, Sku},
-    },
+mod common;
+
+use common::{ScratchDatabase, set_level};
+use stockroom::inventory::{
+    placement::{self, LineRequest, PlaceOrder},
+    values::{PaymentIntentId, Quantity, Sku},
 };
 use tokio::sync::Barrier;
 
@@ -42,64 +38,23 @@ fn order(payment_intent: String, channel: i32, sku: &Sku) -> PlaceOrder {
     }
 }
 
-async fn set_level(db: &Database, sku: &Sku, location: i32, quantity: i32) {
-    let cmd = SetStockLevel {
-        sku: sku.clone(),
-        stock_location_id: location,
-        stocked_quantity: quantity,
-        allow_backorder: Some(false),
-        expected_version: None,
-    };
-    stock::set_stock_level(db, &cmd).await.unwrap();
-}
-
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
 #[tokio::main]
 async fn main() {
-    let admin_url =
-        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin = sea_orm::Database::connect(&admin_url)
-        .await
-        .expect("PostgreSQL at TEST_DATABASE_URL");
-    let name = format!("stockroom_bench_{}", std::process::id());
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .unwrap();
-    let mut config = Config::for_database(format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0));
-    config.db_pool_size = 50;
-    let app = AppState::from_connection(db::connect(&config).await.unwrap(), config)
-        .await
-        .unwrap();
+    let scratch = ScratchDatabase::create().await;
+    let app = scratch.process(|config| config.db_pool_size = 50).await;
     let db = Arc::new(app.db.clone());
-
-    let location = catalog::create_location(&db, Name::parse("Berlin", "name").unwrap())
-        .await
-        .unwrap()
-        .id;
-    let channel = catalog::create_channel(&db, Name::parse("Web", "name").unwrap())
-        .await
-        .unwrap()
-        .id;
-    let mapping = ChannelMapping {
-        sales_channel_id: channel,
-        stock_location_id: location,
-        priority: 0,
-    };
-    catalog::map_channel_location(&db, &mapping).await.unwrap();
+    let (location, channel) = common::one_location_shop(&db).await;
 
     // 1. The last ten units.
-    let last = Sku::parse("LAST-10").unwrap();
-    catalog::create_item(&db, last.clone(), Name::parse("Last ten", "title").unwrap())
-        .await
-        .unwrap();
+    let last = common::item(&db, "LAST-10").await;
     let mut placed_per_run = Vec::new();
     let mut race_times = Vec::new();
     for run in 0..20 {
-        set_level(&db, &last, location, 10).await;
+        set_level(&db, &last, location, 10, false).await;
         let barrier = Arc::new(Barrier::new(SHOPPERS));
         let started = Instant::now();
         let shoppers: Vec<_> = (0..SHOPPERS)
@@ -128,14 +83,12 @@ async fn main() {
     );
 
     // 2. Throughput over 20 skus.
-    let skus: Vec<Sku> = (0..20)
-        .map(|index| Sku::parse(&format!("T-{index:02}")).unwrap())
-        .collect();
+    let mut skus = Vec::new();
+    for index in 0..20 {
+        skus.push(common::item(&db, &format!("T-{index:02}")).await);
+    }
     for sku in &skus {
-        catalog::create_item(&db, sku.clone(), Name::parse("Throughput", "title").unwrap())
-            .await
-            .unwrap();
-        set_level(&db, sku, location, 1_000_000).await;
+        set_level(&db, sku, location, 1_000_000, false).await;
     }
     let orders_per_client = 40;
     let barrier = Arc::new(Barrier::new(SHOPPERS));
@@ -174,8 +127,5 @@ async fn main() {
         millis(latencies[latencies.len() * 99 / 100]),
     );
     drop((app, db));
-    admin
-        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .await
-        .ok();
+    scratch.drop().await;
 }
