@@ -90,6 +90,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     tokio::spawn(sweep_reservations(state.db.clone()));
+    tokio::spawn(retry_refunds(state.clone()));
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -128,6 +129,19 @@ async fn sweep_reservations(db: db::Database) {
             Ok(0) => {}
             Ok(expired) => tracing::info!(expired, "expired overdue reservations"),
             Err(err) => tracing::warn!(error = %err, "reservation sweep failed; will retry"),
+        }
+    }
+}
+
+/// How often this process retries refunds of rejected orders that have none yet.
+const REFUND_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Retries missing refunds forever (see `stripe::payments::retry_refunds`).
+async fn retry_refunds(state: AppState) {
+    loop {
+        tokio::time::sleep(REFUND_RETRY_INTERVAL).await;
+        if let Err(err) = stripe::payments::retry_refunds(&state.db, &state.refunds).await {
+            tracing::warn!(error = %err, "refund retry failed; will try again");
         }
     }
 }

@@ -6,9 +6,12 @@
 //! event for the same PaymentIntent finds the order through the PaymentIntent's unique
 //! index (placement step 1). So one PaymentIntent makes one order, whatever Stripe sends.
 
-use chrono::Utc;
-use entity::stripe_event;
-use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, TryInsertResult};
+use chrono::{Duration, Utc};
+use entity::{orders, orders::OrderStatus, stripe_event};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TryInsertResult,
+};
 
 use super::refunds::Refunds;
 use crate::{
@@ -103,9 +106,51 @@ pub async fn payment_succeeded(
         crate::metrics::order("rejected");
         tracing::info!(payment_intent_id = %order.payment_intent_id, reason = ?order.rejection_reason, "order rejected");
         // After the commit, not inside it: no lock is held while Stripe answers.
-        if let Some(refund) = refunds.refund(&order.payment_intent_id).await {
-            placement::record_refund(db, order.id, &refund).await?;
-        }
+        refund(db, refunds, order).await?;
     }
     Ok(outcome)
+}
+
+/// Requests the refund of a rejected order (if refunds are configured) and records the
+/// refund id, or the failure, on the order.
+async fn refund(db: &Database, refunds: &Refunds, order: &orders::Model) -> Result<()> {
+    if let Some(outcome) = refunds.refund(&order.payment_intent_id).await {
+        placement::record_refund(db, order.id, &outcome).await?;
+    }
+    Ok(())
+}
+
+/// How long a rejected order may wait for its refund call before the retry sweep takes it
+/// over (the webhook request that rejected it makes the call right after its commit).
+const REFUND_GRACE: Duration = Duration::seconds(60);
+
+/// How long failed refunds are retried.
+const REFUND_HORIZON: Duration = Duration::days(3);
+
+/// Retries the refunds of rejected orders that have none yet: those whose refund failed,
+/// and those whose process stopped between the REJECTED commit and the refund call. The
+/// idempotency key is the same on every attempt, so Stripe refunds a PaymentIntent once.
+/// Returns how many orders were attempted.
+pub async fn retry_refunds(db: &Database, refunds: &Refunds) -> Result<usize> {
+    if !refunds.is_enabled() {
+        return Ok(0);
+    }
+    let pending = orders::Entity::find()
+        .filter(orders::Column::Status.eq(OrderStatus::Rejected))
+        .filter(orders::Column::RefundId.is_null())
+        // Give up after Stripe's own retry horizon; what is left then needs a person.
+        .filter(orders::Column::CreatedAt.gte(Utc::now() - REFUND_HORIZON))
+        .filter(
+            Condition::any()
+                .add(orders::Column::RefundError.is_not_null())
+                .add(orders::Column::CreatedAt.lte(Utc::now() - REFUND_GRACE)),
+        )
+        .order_by_asc(orders::Column::Id)
+        .limit(50)
+        .all(db.conn())
+        .await?;
+    for order in &pending {
+        refund(db, refunds, order).await?;
+    }
+    Ok(pending.len())
 }

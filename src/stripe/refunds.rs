@@ -28,6 +28,11 @@ impl Refunds {
         })
     }
 
+    /// Whether a Stripe key is configured.
+    pub fn is_enabled(&self) -> bool {
+        self.client.is_some()
+    }
+
     /// Requests a full refund of `payment_intent_id`: the refund id, or why it failed.
     /// `None` when refunds are not configured.
     pub async fn refund(&self, payment_intent_id: &str) -> Option<Result<String, String>> {

@@ -361,6 +361,11 @@ impl TestApp {
         &self.client
     }
 
+    /// The app's shared state (database, settings, Stripe client, event hub).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// The domain-level handle on the database.
     pub fn db(&self) -> &Database {
         &self.state.db

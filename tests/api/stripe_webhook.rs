@@ -1,4 +1,7 @@
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
 
 use axum::{Router, body::Body, http::Request, routing::post};
 use serde_json::{Value, json};
@@ -179,23 +182,26 @@ async fn other_event_types_are_acknowledged_and_ignored() {
 struct FakeStripe {
     base_url: String,
     refund_requests: Arc<Mutex<Vec<(String, String)>>>,
+    failing: Arc<AtomicBool>,
 }
 
 impl FakeStripe {
     async fn start(fail: bool) -> FakeStripe {
         let refund_requests: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let requests = refund_requests.clone();
+        let failing = Arc::new(AtomicBool::new(fail));
+        let fails = failing.clone();
         let app = Router::new().route(
             "/v1/refunds",
             post(move |headers: axum::http::HeaderMap, body: String| {
-                let requests = requests.clone();
+                let (requests, fails) = (requests.clone(), fails.clone());
                 async move {
                     let key = headers
                         .get("idempotency-key")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
                     requests.lock().unwrap().push((key.to_owned(), body.clone()));
-                    if fail {
+                    if fails.load(Ordering::SeqCst) {
                         let error =
                             json!({ "error": { "type": "api_error", "message": "Stripe is having a bad day" } });
                         return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(error));
@@ -217,7 +223,12 @@ impl FakeStripe {
         FakeStripe {
             base_url,
             refund_requests,
+            failing,
         }
+    }
+
+    fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
     }
 
     fn requests(&self) -> Vec<(String, String)> {
@@ -275,25 +286,48 @@ async fn an_unplaceable_payment_is_rejected_and_refunded_exactly_once() {
 }
 
 #[tokio::test]
-async fn a_failed_refund_is_recorded_on_the_order_and_the_event_still_answered_200() {
+async fn a_failed_refund_is_recorded_and_retried_until_stripe_accepts_it() {
     let stripe = FakeStripe::start(true).await;
-    on_each_backend_with(with_refunds_at(&stripe), |app| async move {
-        let payload = event("evt_1", "payment_intent.succeeded", "pi_1", json!({ "lines": "[]" }));
-        assert_eq!(deliver_signed(&app, &payload, SECRET).await, 200);
-        let order = order_status(&app, "pi_1").await;
-        assert_eq!(order["status"], "REJECTED");
-        assert!(
-            order["rejectionReason"]
-                .as_str()
-                .unwrap()
-                .contains("sales_channel_id is missing"),
-            "{order}"
-        );
-        assert!(
-            order["refundError"].as_str().unwrap().contains("refund request failed"),
-            "{order}"
-        );
-        assert_eq!(order["refundId"], Value::Null);
+    on_each_backend_with(with_refunds_at(&stripe), |app| {
+        let stripe = &stripe;
+        async move {
+            stripe.set_failing(true);
+            let before = stripe.requests().len();
+            let payload = event("evt_1", "payment_intent.succeeded", "pi_1", json!({ "lines": "[]" }));
+            assert_eq!(
+                deliver_signed(&app, &payload, SECRET).await,
+                200,
+                "a failed refund still answers 200"
+            );
+            let order = order_status(&app, "pi_1").await;
+            assert_eq!(order["status"], "REJECTED");
+            assert!(
+                order["rejectionReason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("sales_channel_id is missing"),
+                "{order}"
+            );
+            assert!(
+                order["refundError"].as_str().unwrap().contains("refund request failed"),
+                "{order}"
+            );
+            assert_eq!(order["refundId"], Value::Null);
+
+            stripe.set_failing(false);
+            let retry = || stockroom::stripe::payments::retry_refunds(app.db(), &app.state().refunds);
+            assert_eq!(retry().await.unwrap(), 1);
+            let order = order_status(&app, "pi_1").await;
+            assert_eq!(order["refundId"], "re_3QxYzAbCdEfGhIjK0uVwXyZa");
+            assert_eq!(order["refundError"], Value::Null);
+            assert_eq!(retry().await.unwrap(), 0, "nothing left to retry");
+            let keys: Vec<String> = stripe.requests()[before..].iter().map(|(key, _)| key.clone()).collect();
+            assert_eq!(
+                keys,
+                ["stockroom-refund-pi_1", "stockroom-refund-pi_1"],
+                "one idempotency key throughout"
+            );
+        }
     })
     .await;
 }
