@@ -16,13 +16,7 @@ mod common;
 use common::ScratchDatabase;
 use futures_util::StreamExt;
 use serde_json::json;
-use stockroom::{
-    auth::Caller,
-    inventory::{
-        placement::{self, LineRequest, PlaceOrder},
-        values::{PaymentIntentId, Quantity},
-    },
-};
+use stockroom::{auth::Caller, inventory::placement};
 
 const SUBSCRIBERS: usize = 200;
 const EVENTS: usize = 100;
@@ -59,16 +53,7 @@ async fn main() {
 
     let mut committed = Vec::with_capacity(EVENTS);
     for index in 0..EVENTS {
-        let order = PlaceOrder {
-            payment_intent_id: PaymentIntentId::parse(&format!("pi_bench_{index}")).unwrap(),
-            sales_channel_id: channel,
-            shipping_option_id: None,
-            reservation_key: None,
-            lines: vec![LineRequest {
-                sku: sku.clone(),
-                quantity: Quantity::parse(1).unwrap(),
-            }],
-        };
+        let order = common::one_unit_order(&format!("pi_bench_{index}"), channel, &sku);
         placement::place_order(&a.db, &order).await.unwrap();
         committed.push(Instant::now());
         // Spread the orders out a little, as real traffic is, instead of one burst.

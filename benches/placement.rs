@@ -16,27 +16,11 @@ use std::{
 
 mod common;
 
-use common::{ScratchDatabase, set_level};
-use stockroom::inventory::{
-    placement::{self, LineRequest, PlaceOrder},
-    values::{PaymentIntentId, Quantity, Sku},
-};
+use common::{ScratchDatabase, one_unit_order, set_level};
+use stockroom::inventory::placement;
 use tokio::sync::Barrier;
 
 const SHOPPERS: usize = 50;
-
-fn order(payment_intent: String, channel: i32, sku: &Sku) -> PlaceOrder {
-    PlaceOrder {
-        payment_intent_id: PaymentIntentId::parse(&payment_intent).unwrap(),
-        sales_channel_id: channel,
-        shipping_option_id: None,
-        reservation_key: None,
-        lines: vec![LineRequest {
-            sku: sku.clone(),
-            quantity: Quantity::parse(1).unwrap(),
-        }],
-    }
-}
 
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
@@ -62,7 +46,7 @@ async fn main() {
                 let (db, barrier, sku) = (db.clone(), barrier.clone(), last.clone());
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    placement::place_order(&db, &order(format!("pi_last_{run}_{shopper}"), channel, &sku))
+                    placement::place_order(&db, &one_unit_order(&format!("pi_last_{run}_{shopper}"), channel, &sku))
                         .await
                         .is_ok()
                 })
@@ -102,7 +86,7 @@ async fn main() {
                 for index in 0..orders_per_client {
                     let sku = &skus[(client + index) % skus.len()];
                     let begun = Instant::now();
-                    placement::place_order(&db, &order(format!("pi_tp_{client}_{index}"), channel, sku))
+                    placement::place_order(&db, &one_unit_order(&format!("pi_tp_{client}_{index}"), channel, sku))
                         .await
                         .unwrap();
                     latencies.push(begun.elapsed());

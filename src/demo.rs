@@ -59,13 +59,7 @@ pub async fn seed_if_empty(db: &Database) -> Result<bool> {
         let sku = Sku::parse(sku)?;
         catalog::create_item(db, sku.clone(), Name::parse(title, "title")?).await?;
         for (stock_location_id, stocked_quantity, allow_backorder) in levels {
-            let cmd = SetStockLevel {
-                sku: sku.clone(),
-                stock_location_id,
-                stocked_quantity,
-                allow_backorder: Some(allow_backorder),
-                expected_version: None,
-            };
+            let cmd = SetStockLevel::unguarded(sku.clone(), stock_location_id, stocked_quantity, allow_backorder);
             stock::set_stock_level(db, &cmd).await?;
         }
     }

@@ -6,8 +6,9 @@ use stockroom::{
     db::{self, Database},
     inventory::{
         catalog::{self, ChannelMapping},
+        placement::{LineRequest, PlaceOrder},
         stock::{self, SetStockLevel},
-        values::{Name, Sku},
+        values::{Name, PaymentIntentId, Quantity, Sku},
     },
 };
 
@@ -77,14 +78,22 @@ pub async fn item(db: &Database, sku: &str) -> Sku {
     sku
 }
 
+/// An order of one unit of `sku`.
+pub fn one_unit_order(payment_intent: &str, channel: i32, sku: &Sku) -> PlaceOrder {
+    PlaceOrder {
+        payment_intent_id: PaymentIntentId::parse(payment_intent).unwrap(),
+        sales_channel_id: channel,
+        shipping_option_id: None,
+        reservation_key: None,
+        lines: vec![LineRequest {
+            sku: sku.clone(),
+            quantity: Quantity::parse(1).unwrap(),
+        }],
+    }
+}
+
 /// Sets `sku`'s level at `location` (creating it if needed).
 pub async fn set_level(db: &Database, sku: &Sku, location: i32, quantity: i32, allow_backorder: bool) {
-    let cmd = SetStockLevel {
-        sku: sku.clone(),
-        stock_location_id: location,
-        stocked_quantity: quantity,
-        allow_backorder: Some(allow_backorder),
-        expected_version: None,
-    };
+    let cmd = SetStockLevel::unguarded(sku.clone(), location, quantity, allow_backorder);
     stock::set_stock_level(db, &cmd).await.unwrap();
 }

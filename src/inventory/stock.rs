@@ -42,6 +42,20 @@ pub struct SetStockLevel {
     pub expected_version: Option<i32>,
 }
 
+impl SetStockLevel {
+    /// Sets a level without the version check: for seeding (demo data, fixtures), where
+    /// nobody else can be writing the level.
+    pub fn unguarded(sku: Sku, stock_location_id: i32, stocked_quantity: i32, allow_backorder: bool) -> Self {
+        SetStockLevel {
+            sku,
+            stock_location_id,
+            stocked_quantity,
+            allow_backorder: Some(allow_backorder),
+            expected_version: None,
+        }
+    }
+}
+
 /// Change a level by a relative amount.
 #[derive(Debug, Clone)]
 pub struct AdjustStock {

@@ -532,13 +532,7 @@ impl<'a> IntoFuture for ItemBuilder<'a> {
             let title = Name::parse(&format!("Item {}", self.sku), "title").unwrap();
             let item = catalog::create_item(self.app.db(), sku.clone(), title).await.unwrap();
             for (stock_location_id, stocked_quantity, allow_backorder) in self.levels {
-                let cmd = SetStockLevel {
-                    sku: sku.clone(),
-                    stock_location_id,
-                    stocked_quantity,
-                    allow_backorder: Some(allow_backorder),
-                    expected_version: None,
-                };
+                let cmd = SetStockLevel::unguarded(sku.clone(), stock_location_id, stocked_quantity, allow_backorder);
                 stock::set_stock_level(self.app.db(), &cmd).await.unwrap();
             }
             item.id
