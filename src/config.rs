@@ -62,23 +62,35 @@ pub struct Config {
     #[arg(long, env = "STRIPE_API_BASE")]
     pub stripe_api_base: Option<String>,
 
-    /// How long a write waits for a row lock before failing with LOCK_TIMEOUT, in ms.
-    #[arg(long, env = "STOCKROOM_LOCK_TIMEOUT_MS", default_value_t = 5000)]
+    /// How long a write waits for a row lock before failing with LOCK_TIMEOUT, in ms
+    /// (1 to 600000: PostgreSQL reads 0 as "wait forever", which is no bound at all).
+    #[arg(long, env = "STOCKROOM_LOCK_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub lock_timeout_ms: u64,
 
     /// How long a request waits for a pooled connection (or for the database to come back)
-    /// before failing, in ms.
-    #[arg(long, env = "STOCKROOM_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5000)]
+    /// before failing, in ms (1 to 600000).
+    #[arg(long, env = "STOCKROOM_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub db_acquire_timeout_ms: u64,
 
     /// How often each process reads the event outbox even without a notification, in ms:
-    /// the bound on delivery delay when a notification is lost, or without LISTEN/NOTIFY.
-    #[arg(long, env = "STOCKROOM_EVENT_POLL_MS", default_value_t = 500)]
+    /// the bound on delivery delay when a notification is lost, or without LISTEN/NOTIFY
+    /// (10 to 600000: below that the poll would keep a core busy).
+    #[arg(long, env = "STOCKROOM_EVENT_POLL_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub event_poll_ms: u64,
 
-    /// Maximum number of pooled database connections.
-    #[arg(long, env = "STOCKROOM_DB_POOL_SIZE", default_value_t = 20)]
+    /// Maximum number of pooled database connections (1 to 1000).
+    #[arg(long, env = "STOCKROOM_DB_POOL_SIZE", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: u32,
+
+    /// Largest `POST /graphql` body accepted, in bytes (1024 to 67108864); a larger one is
+    /// refused with 413 before anything is parsed.
+    #[arg(long, env = "STOCKROOM_MAX_BODY_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
+    pub max_body_bytes: u64,
 }
 
 impl Config {
@@ -101,6 +113,48 @@ impl Config {
             db_acquire_timeout_ms: 5000,
             event_poll_ms: 500,
             db_pool_size: 20,
+            max_body_bytes: 1024 * 1024,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Cli::try_parse_from(std::iter::once("stockroom").chain(args.iter().copied())).map(|cli| cli.config)
+    }
+
+    #[test]
+    fn settings_that_would_disable_their_own_bound_are_refused() {
+        for args in [
+            ["--lock-timeout-ms", "0"],
+            ["--event-poll-ms", "0"],
+            ["--db-acquire-timeout-ms", "0"],
+            ["--db-pool-size", "0"],
+            ["--max-body-bytes", "0"],
+        ] {
+            let err = parse(&args).err().unwrap_or_else(|| panic!("{args:?} was accepted"));
+            assert!(err.to_string().contains("not in"), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_defaults_and_the_contracts_test_settings_agree() {
+        let parsed = parse(&[]).unwrap();
+        let programmatic = Config::for_database(parsed.database_url.clone());
+        assert_eq!(parsed.lock_timeout_ms, programmatic.lock_timeout_ms);
+        assert_eq!(parsed.event_poll_ms, programmatic.event_poll_ms);
+        assert_eq!(parsed.db_pool_size, programmatic.db_pool_size);
+        assert_eq!(parsed.max_body_bytes, programmatic.max_body_bytes);
     }
 }

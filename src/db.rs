@@ -12,10 +12,11 @@
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
+use chrono::{DateTime, Utc};
 use migration::MigratorTrait;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, IsolationLevel,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 use tokio::sync::Notify;
@@ -28,6 +29,11 @@ use crate::{
 /// How often a transaction that hit a deadlock or serialization failure is tried again.
 const MAX_ATTEMPTS: u32 = 5;
 
+/// Advisory-lock keys (PostgreSQL) of the start-up steps several processes may race on.
+const MIGRATION_LOCK: i64 = 0x5354_4f43_4b00_0001;
+/// See [`MIGRATION_LOCK`]; taken by the demo seeding.
+pub const SEED_LOCK: i64 = 0x5354_4f43_4b00_0002;
+
 /// A boxed future borrowing a transaction, as taken by [`Database::write`].
 pub type TxnFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
 
@@ -37,6 +43,24 @@ pub struct Database {
     conn: DatabaseConnection,
     lock_timeout: Duration,
     commits: Arc<Notify>,
+}
+
+/// The database's clock: `now()` on PostgreSQL, which is the start of the current
+/// transaction, so one transaction decides every deadline against one instant, and every
+/// process (whatever its own clock says) against the same clock. SQLite runs in-process
+/// on one machine, so the process clock is that machine's one clock.
+///
+/// Every decision about expiry (placement, reservations, availability, the sweep) takes
+/// its `now` here, once per transaction.
+pub async fn now(conn: &impl ConnectionTrait) -> Result<DateTime<Utc>> {
+    if conn.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(Utc::now());
+    }
+    let row = conn
+        .query_one_raw(Statement::from_string(DatabaseBackend::Postgres, "SELECT now() AS now"))
+        .await?
+        .ok_or_else(|| Error::Internal("SELECT now() returned no row".into()))?;
+    Ok(row.try_get::<DateTime<Utc>>("", "now")?)
 }
 
 /// Opens a pool for `config.database_url` (`sqlite://…` or `postgres://…`), tuned for this app.
@@ -82,9 +106,42 @@ impl Database {
         self.conn.get_database_backend()
     }
 
-    /// Applies all pending migrations.
+    /// Applies all pending migrations, once even when several processes start together.
+    ///
+    /// On PostgreSQL the migrations run in one transaction that first takes an advisory
+    /// lock: the other processes wait for it, then find nothing pending. (DDL is
+    /// transactional there, so a failed migration leaves nothing half-applied.) SQLite's
+    /// migrations take the database's write lock by themselves.
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        migration::Migrator::up(&self.conn, None).await
+        if self.backend() != DatabaseBackend::Postgres {
+            return migration::Migrator::up(&self.conn, None).await;
+        }
+        let txn = self.conn.begin().await?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await?;
+        migration::Migrator::up(&txn, None).await?;
+        txn.commit().await
+    }
+
+    /// Runs `body` in one write transaction that holds the process-wide advisory lock
+    /// `key` (PostgreSQL; SQLite's write transaction is exclusive anyway): for start-up
+    /// work that several processes starting together must do only once.
+    pub async fn write_exclusively<A, T, F>(&self, key: i64, args: &A, body: F) -> Result<T>
+    where
+        A: Sync + ?Sized,
+        T: Send,
+        F: for<'c> Fn(&'c DatabaseTransaction, &'c A) -> TxnFuture<'c, T> + Sync,
+    {
+        self.write(&(key, args, &body), |txn, (key, args, body)| {
+            Box::pin(async move {
+                if txn.get_database_backend() == DatabaseBackend::Postgres {
+                    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({key})"))
+                        .await?;
+                }
+                body(txn, *args).await
+            })
+        })
+        .await
     }
 
     /// Opens a write transaction (see the module doc for what that means per engine).

@@ -3,10 +3,10 @@
 //! demo stock has ledger entries like any other.
 
 use entity::stock_location;
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sea_orm::{DatabaseTransaction, EntityTrait, PaginatorTrait};
 
 use crate::{
-    db::Database,
+    db::{Database, SEED_LOCK},
     error::Result,
     inventory::{
         catalog::{self, ChannelMapping},
@@ -20,24 +20,33 @@ fn name(text: &str) -> Result<Name> {
 }
 
 /// Seeds the demo data if the database has no stock location yet; says whether it did.
+///
+/// All of it in one transaction under an advisory lock (PostgreSQL), so that several
+/// processes starting together on an empty database seed it exactly once: the others
+/// wait for the lock, then find the locations there.
 pub async fn seed_if_empty(db: &Database) -> Result<bool> {
-    if stock_location::Entity::find().count(db.conn()).await? > 0 {
+    db.write_exclusively(SEED_LOCK, &(), |txn, ()| Box::pin(seed_in(txn)))
+        .await
+}
+
+async fn seed_in(txn: &DatabaseTransaction) -> Result<bool> {
+    if stock_location::Entity::find().count(txn).await? > 0 {
         return Ok(false);
     }
-    let warehouse = catalog::create_location(db, name("Berlin Warehouse")?).await?;
-    let store = catalog::create_location(db, name("Hamburg Store")?).await?;
-    let web = catalog::create_channel(db, name("Web Shop")?).await?;
-    let pos = catalog::create_channel(db, name("Hamburg Store Counter")?).await?;
+    let warehouse = catalog::create_location_in(txn, name("Berlin Warehouse")?).await?;
+    let store = catalog::create_location_in(txn, name("Hamburg Store")?).await?;
+    let web = catalog::create_channel_in(txn, name("Web Shop")?).await?;
+    let pos = catalog::create_channel_in(txn, name("Hamburg Store Counter")?).await?;
     for (channel, location, priority) in [(&web, &warehouse, 0), (&web, &store, 1), (&pos, &store, 0)] {
         let mapping = ChannelMapping {
             sales_channel_id: channel.id,
             stock_location_id: location.id,
             priority,
         };
-        catalog::map_channel_location(db, &mapping).await?;
+        catalog::map_channel_location_in(txn, &mapping).await?;
     }
-    catalog::create_shipping_option(db, name("DHL from Berlin")?, warehouse.id).await?;
-    catalog::create_shipping_option(db, name("Pick-up in Hamburg")?, store.id).await?;
+    catalog::create_shipping_option_in(txn, name("DHL from Berlin")?, warehouse.id).await?;
+    catalog::create_shipping_option_in(txn, name("Pick-up in Hamburg")?, store.id).await?;
     let items = [
         (
             "TSHIRT-BLK-M",
@@ -57,10 +66,10 @@ pub async fn seed_if_empty(db: &Database) -> Result<bool> {
     ];
     for (sku, title, levels) in items {
         let sku = Sku::parse(sku)?;
-        catalog::create_item(db, sku.clone(), Name::parse(title, "title")?).await?;
+        catalog::create_item_in(txn, sku.clone(), Name::parse(title, "title")?).await?;
         for (stock_location_id, stocked_quantity, allow_backorder) in levels {
             let cmd = SetStockLevel::unguarded(sku.clone(), stock_location_id, stocked_quantity, allow_backorder);
-            stock::set_stock_level(db, &cmd).await?;
+            stock::set_stock_level_in(txn, &cmd).await?;
         }
     }
     Ok(true)

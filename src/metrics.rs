@@ -2,13 +2,57 @@
 //!
 //! Counters are recorded with the `metrics` crate's macros where things happen (orders,
 //! webhook deliveries, transaction retries); the Prometheus recorder is installed once per
-//! process, on first use.
+//! process, on first use, and every series is described and registered at 0 then, so a
+//! scraper (and an alert on `rate()`) sees each one from the first scrape, not only after
+//! the first event of its kind.
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+const ORDERS: &str = "stockroom_orders_total";
+const WEBHOOK_DELIVERIES: &str = "stockroom_webhook_deliveries_total";
+const TRANSACTION_RETRIES: &str = "stockroom_transaction_retries_total";
+
+/// Every outcome [`order`] records: the successes, then every error code an order can fail with.
+const ORDER_OUTCOMES: &[&str] = &[
+    "placed",
+    "repeat",
+    "rejected",
+    "OUT_OF_STOCK",
+    "LOCATION_UNMAPPED",
+    "NOT_FOUND",
+    "BAD_USER_INPUT",
+    "LOCK_TIMEOUT",
+    "INTERNAL",
+];
+
+/// Every result [`webhook`] records.
+const WEBHOOK_RESULTS: &[&str] = &["processed", "ignored", "refused", "deferred", "failed"];
+
+fn describe() {
+    metrics::describe_counter!(
+        ORDERS,
+        "Order requests by outcome (placed, repeat, rejected, or an error code)."
+    );
+    metrics::describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Stripe webhook deliveries by how they were answered."
+    );
+    metrics::describe_counter!(
+        TRANSACTION_RETRIES,
+        "Write transactions retried after a deadlock or serialization failure."
+    );
+    for outcome in ORDER_OUTCOMES {
+        metrics::counter!(ORDERS, "outcome" => *outcome).increment(0);
+    }
+    for result in WEBHOOK_RESULTS {
+        metrics::counter!(WEBHOOK_DELIVERIES, "result" => *result).increment(0);
+    }
+    metrics::counter!(TRANSACTION_RETRIES).increment(0);
+}
 
 /// The process's Prometheus recorder, installed on first call.
 pub fn handle() -> &'static PrometheusHandle {
@@ -18,6 +62,7 @@ pub fn handle() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("another metrics recorder is installed; /metrics will stay empty");
         }
+        describe();
         handle
     })
 }
@@ -25,15 +70,15 @@ pub fn handle() -> &'static PrometheusHandle {
 /// Counts an order request by outcome: `placed`, `repeat` (idempotent replay), `rejected`,
 /// or the error code it failed with.
 pub fn order(outcome: &'static str) {
-    metrics::counter!("stockroom_orders_total", "outcome" => outcome).increment(1);
+    metrics::counter!(ORDERS, "outcome" => outcome).increment(1);
 }
 
 /// Counts a Stripe webhook delivery by how it was answered.
 pub fn webhook(result: &'static str) {
-    metrics::counter!("stockroom_webhook_deliveries_total", "result" => result).increment(1);
+    metrics::counter!(WEBHOOK_DELIVERIES, "result" => result).increment(1);
 }
 
 /// Counts a write transaction retried after a deadlock or serialization failure.
 pub fn transaction_retry() {
-    metrics::counter!("stockroom_transaction_retries_total").increment(1);
+    metrics::counter!(TRANSACTION_RETRIES).increment(1);
 }

@@ -74,7 +74,7 @@ pub struct EventQuery;
 #[Object]
 impl EventQuery {
     /// Stored backorder events after the cursor `after`, oldest first (at most 100).
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "AdminGuard", complexity = "super::page_cost(first, child_complexity)")]
     async fn backorder_events(
         &self,
         ctx: &Context<'_>,

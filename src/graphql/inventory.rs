@@ -11,7 +11,7 @@ use super::{
     AdminGuard,
     channels::load_location,
     dangling, loaders,
-    loaders::{ItemById, LevelsOfItem},
+    loaders::{ItemById, LapsedHoldsOfLevel, LevelsOfItem},
     locations::StockLocation,
     pagination::Page,
     parse_id, state, to_id,
@@ -19,6 +19,7 @@ use super::{
 use crate::{
     error::Error,
     inventory::{
+        allocation::available_units,
         catalog,
         stock::{self, AdjustStock, SetStockLevel},
         values::{Name, Sku, check_stock_bounds},
@@ -87,9 +88,16 @@ impl InventoryLevel {
         self.0.version
     }
 
-    /// Units free to sell: `max(stockedQuantity - reservedQuantity, 0)`.
-    async fn available(&self) -> i32 {
-        (self.0.stocked_quantity - self.0.reserved_quantity).max(0)
+    /// Units free to sell: `max(stockedQuantity - reservedQuantity, 0)`, where units held
+    /// by reservations already past their `expiresAt` count as free (they hold nothing,
+    /// even before the sweep marks them EXPIRED). The same rule as `availability`.
+    async fn available(&self, ctx: &Context<'_>) -> Result<i32> {
+        let lapsed = loaders(ctx).load_one(LapsedHoldsOfLevel(self.0.id)).await?;
+        Ok(available_units(
+            self.0.stocked_quantity,
+            self.0.reserved_quantity,
+            lapsed.unwrap_or_default(),
+        ))
     }
 }
 
@@ -171,7 +179,7 @@ impl InventoryQuery {
     }
 
     /// All items, oldest first.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "AdminGuard", complexity = "super::page_cost(first, child_complexity)")]
     async fn inventory_items(
         &self,
         ctx: &Context<'_>,
@@ -192,7 +200,7 @@ impl InventoryQuery {
     }
 
     /// Levels below zero (backordered), oldest level first.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "AdminGuard", complexity = "super::page_cost(first, child_complexity)")]
     async fn backorders(
         &self,
         ctx: &Context<'_>,
@@ -219,7 +227,7 @@ impl InventoryQuery {
     }
 
     /// The stock ledger of one sku (optionally at one location), newest first.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "AdminGuard", complexity = "super::page_cost(first, child_complexity)")]
     async fn stock_movements(
         &self,
         ctx: &Context<'_>,

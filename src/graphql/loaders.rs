@@ -14,7 +14,7 @@ use entity::{
 };
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::error::Error;
+use crate::{error::Error, inventory::reservations::overdue_holds};
 
 /// The batch loaders, sharing one pool.
 pub struct Loaders {
@@ -133,3 +133,23 @@ loader!(
     LinesOfReservation => Vec<reservation_line::Model>,
     |l, ids| l.grouped::<reservation_line::Entity>(reservation_line::Column::ReservationId, ids, |row| row.reservation_id)
 );
+
+/// Units of one level still counted as reserved by reservations past their deadline
+/// (they hold nothing: see `inventory::allocation::free_units`). Levels with none are
+/// absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LapsedHoldsOfLevel(pub i32);
+
+impl Loader<LapsedHoldsOfLevel> for Loaders {
+    type Value = i32;
+    type Error = Error;
+
+    async fn load(&self, keys: &[LapsedHoldsOfLevel]) -> Result<HashMap<LapsedHoldsOfLevel, i32>, Error> {
+        let now = crate::db::now(&self.db).await?;
+        let lapsed = overdue_holds(&self.db, keys.iter().map(|key| key.0), now, None).await?;
+        Ok(lapsed
+            .into_iter()
+            .map(|(level, units)| (LapsedHoldsOfLevel(level), units))
+            .collect())
+    }
+}

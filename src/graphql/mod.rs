@@ -54,8 +54,23 @@ pub use events::SubscriptionRoot;
 /// Deepest query accepted: the deepest sensible query (connection → edges → node →
 /// levels → location → levels → item) is 8 levels.
 const MAX_DEPTH: usize = 10;
-/// Most fields per query; a full admin page with nested fields stays well below.
+/// The most work one request may ask for, counted before anything runs: each field costs
+/// 1, and a field that returns one entry per element of a list argument (`availability`'s
+/// `skus`, a connection's `first`) costs its selection once per element. A 250-sku
+/// availability check of all four fields costs 1,001; a 100-item admin page with levels,
+/// items and locations about 900; a request of 1,000 aliased 250-sku checks would cost
+/// 250,000 and is refused unrun, whoever sends it.
 const MAX_COMPLEXITY: usize = 2_000;
+
+/// Complexity of a field that resolves its selection once per element of a list argument.
+fn list_cost(elements: usize, child_complexity: usize) -> usize {
+    elements.max(1).saturating_mul(child_complexity)
+}
+
+/// Complexity of a page of `first` rows (out-of-range `first` is refused when it runs).
+fn page_cost(first: i32, child_complexity: usize) -> usize {
+    list_cost(first.clamp(1, pagination::MAX_PAGE_SIZE) as usize, child_complexity)
+}
 
 fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)

@@ -129,7 +129,7 @@ impl OrderQuery {
     }
 
     /// Orders, oldest first, optionally only those with `status`.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "AdminGuard", complexity = "super::page_cost(first, child_complexity)")]
     async fn orders(
         &self,
         ctx: &Context<'_>,

@@ -97,7 +97,7 @@ impl ReservationQuery {
     }
 
     /// Reservations, oldest first, optionally only those stored with `status`.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "AdminGuard", complexity = "super::page_cost(first, child_complexity)")]
     async fn reservations(
         &self,
         ctx: &Context<'_>,

@@ -12,6 +12,7 @@ pub struct StorefrontQuery;
 impl StorefrontQuery {
     /// Units available per sku through a sales channel's locations (never negative);
     /// unknown skus come back as not in stock. At most 250 skus per call.
+    #[graphql(complexity = "super::list_cost(skus.len(), child_complexity)")]
     async fn availability(
         &self,
         ctx: &Context<'_>,

@@ -7,19 +7,36 @@
 //! `stocked - reserved >= quantity`; failing that, the first candidate that allows
 //! backorder; failing that the whole order is `OUT_OF_STOCK`. A line is never split.
 //! Lines are decided in order, each seeing what the earlier lines of the same order took.
+//!
+//! [`free_units`] is the one rule for "units free at a level"; placement, reservations,
+//! `InventoryLevel.available` and storefront `availability` all go through it.
 
 use std::collections::HashMap;
 
-use super::values::{Quantity, Sku};
+use super::values::{MAX_STOCK, Quantity, Sku};
 use crate::error::{Error, Result};
+
+/// Units of a level free to sell or hold: on hand minus what live reservations hold.
+/// `lapsed` is the part of `reserved` that belongs to reservations already past their
+/// deadline: they hold nothing any more, even before the sweep marks them EXPIRED.
+/// Computed in `i64`: `stocked - reserved` of two `i32`s can leave the `i32` range.
+pub fn free_units(stocked: i32, reserved: i32, lapsed: i32) -> i64 {
+    i64::from(stocked) - (i64::from(reserved) - i64::from(lapsed))
+}
+
+/// What a storefront or dashboard shows as available: free units, never negative.
+pub fn available_units(stocked: i32, reserved: i32, lapsed: i32) -> i32 {
+    // Both operands are within ±MAX_STOCK, so the clamped value fits an i32.
+    free_units(stocked, reserved, lapsed).clamp(0, i64::from(i32::MAX)) as i32
+}
 
 /// A level that may serve a line, as read under lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub level_id: i32,
     pub stock_location_id: i32,
-    pub stocked_quantity: i32,
-    pub reserved_quantity: i32,
+    /// Units free at the level (see [`free_units`]).
+    pub free: i64,
     pub allow_backorder: bool,
 }
 
@@ -42,6 +59,10 @@ pub struct Allocation {
 }
 
 /// Decides every line, or fails the whole order.
+///
+/// A backorder may take a level's free stock down to `-MAX_STOCK` and no further (the
+/// same bound an admin's `setStockLevel` has): past that the line is `OUT_OF_STOCK`, so no
+/// order or hold can push a level out of the range its columns and sums are checked for.
 pub fn allocate(lines: &[LineCandidates]) -> Result<Vec<Allocation>> {
     // Free stock per level as earlier lines of this order consume it.
     let mut free: HashMap<i32, i64> = HashMap::new();
@@ -55,15 +76,17 @@ pub fn allocate(lines: &[LineCandidates]) -> Result<Vec<Allocation>> {
         }
         let quantity = i64::from(line.quantity.get());
         let free_at = |free: &HashMap<i32, i64>, candidate: &Candidate| {
-            free.get(&candidate.level_id)
-                .copied()
-                .unwrap_or_else(|| i64::from(candidate.stocked_quantity) - i64::from(candidate.reserved_quantity))
+            free.get(&candidate.level_id).copied().unwrap_or(candidate.free)
         };
         let chosen = line
             .candidates
             .iter()
             .find(|candidate| free_at(&free, candidate) >= quantity)
-            .or_else(|| line.candidates.iter().find(|candidate| candidate.allow_backorder))
+            .or_else(|| {
+                line.candidates.iter().find(|candidate| {
+                    candidate.allow_backorder && free_at(&free, candidate) - quantity >= -i64::from(MAX_STOCK)
+                })
+            })
             .ok_or_else(|| Error::OutOfStock {
                 sku: line.sku.to_string(),
             })?;
@@ -88,8 +111,7 @@ mod tests {
         Candidate {
             level_id,
             stock_location_id: level_id * 10,
-            stocked_quantity: stocked,
-            reserved_quantity: reserved,
+            free: free_units(stocked, reserved, 0),
             allow_backorder,
         }
     }
@@ -166,6 +188,22 @@ mod tests {
         let shared = vec![level(1, 3, 0, false), level(2, 5, 0, false)];
         let lines = [line("A", 2, shared.clone()), line("A", 2, shared)];
         assert_eq!(chosen(&allocate(&lines).unwrap()), [(1, 0), (2, 0)]);
+    }
+
+    #[test]
+    fn backorders_stop_at_the_stock_bound() {
+        let deep = line("A", 2, vec![level(1, -MAX_STOCK + 1, 0, true)]);
+        assert_eq!(allocate(&[deep]).unwrap_err().code(), "OUT_OF_STOCK");
+        let edge = line("A", 1, vec![level(1, -MAX_STOCK + 1, 0, true)]);
+        assert_eq!(chosen(&allocate(&[edge]).unwrap()), [(1, 1)]);
+    }
+
+    #[test]
+    fn free_units_never_wrap_and_lapsed_holds_are_free() {
+        assert_eq!(free_units(-MAX_STOCK, MAX_STOCK, 0), -2 * i64::from(MAX_STOCK));
+        assert_eq!(available_units(-MAX_STOCK, MAX_STOCK, 0), 0);
+        assert_eq!(available_units(10, 7, 5), 8);
+        assert_eq!(available_units(MAX_STOCK, 0, 0), MAX_STOCK);
     }
 
     #[test]

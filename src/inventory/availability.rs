@@ -1,17 +1,17 @@
 //! What a storefront may show: units available per sku over a channel's locations.
 //!
 //! A read, not a promise: placement re-checks under row locks. Levels are summed as
-//! `max(stocked - reserved, 0)` each, so one backordered location never hides stock
-//! at another, and the result is never negative.
+//! each level's `available` ([`available_units`], the one rule every reader uses), so one
+//! backordered location never hides stock at another, and the result is never negative.
 
 use std::collections::HashMap;
 
 use entity::{inventory_item, inventory_level, sales_channel, sales_channel_location};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use super::{lookup, reservations, values::Sku};
+use super::{allocation::available_units, lookup, reservations, values::Sku};
 use crate::{
-    db::Database,
+    db::{self, Database},
     error::{Error, Result},
 };
 
@@ -56,12 +56,13 @@ pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Res
         .all(conn)
         .await?;
     // Overdue reservations hold nothing, even before the sweep has marked them EXPIRED.
-    let not_held = reservations::overdue_holds(conn, levels.iter().map(|level| level.id)).await?;
+    let now = db::now(conn).await?;
+    let lapsed = reservations::overdue_holds(conn, levels.iter().map(|level| level.id), now, None).await?;
     let mut totals: HashMap<&str, (i64, bool)> = HashMap::new();
     for level in &levels {
-        let reserved = level.reserved_quantity - not_held.get(&level.id).copied().unwrap_or_default();
+        let lapsed = lapsed.get(&level.id).copied().unwrap_or_default();
         let entry = totals.entry(sku_of_item[&level.inventory_item_id]).or_default();
-        entry.0 += i64::from((level.stocked_quantity - reserved).max(0));
+        entry.0 += i64::from(available_units(level.stocked_quantity, level.reserved_quantity, lapsed));
         entry.1 |= level.allow_backorder;
     }
     Ok(skus

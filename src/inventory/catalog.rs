@@ -7,7 +7,7 @@ use entity::{inventory_item, sales_channel, sales_channel_location, shipping_opt
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    DatabaseTransaction, EntityTrait,
+    ConnectionTrait, DatabaseTransaction, EntityTrait,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 
@@ -22,6 +22,11 @@ use crate::{
 
 /// Creates a stock location.
 pub async fn create_location(db: &Database, name: Name) -> Result<stock_location::Model> {
+    create_location_in(db.conn(), name).await
+}
+
+/// Creates a stock location, in the caller's connection or transaction.
+pub async fn create_location_in(conn: &impl ConnectionTrait, name: Name) -> Result<stock_location::Model> {
     let now = Utc::now();
     Ok(stock_location::ActiveModel {
         name: Set(name.into_inner()),
@@ -30,12 +35,17 @@ pub async fn create_location(db: &Database, name: Name) -> Result<stock_location
         updated_at: Set(now),
         ..Default::default()
     }
-    .insert(db.conn())
+    .insert(conn)
     .await?)
 }
 
 /// Creates a sales channel with no locations mapped yet.
 pub async fn create_channel(db: &Database, name: Name) -> Result<sales_channel::Model> {
+    create_channel_in(db.conn(), name).await
+}
+
+/// Creates a sales channel, in the caller's connection or transaction.
+pub async fn create_channel_in(conn: &impl ConnectionTrait, name: Name) -> Result<sales_channel::Model> {
     let now = Utc::now();
     Ok(sales_channel::ActiveModel {
         name: Set(name.into_inner()),
@@ -44,7 +54,7 @@ pub async fn create_channel(db: &Database, name: Name) -> Result<sales_channel::
         updated_at: Set(now),
         ..Default::default()
     }
-    .insert(db.conn())
+    .insert(conn)
     .await?)
 }
 
@@ -62,7 +72,11 @@ pub async fn map_channel_location(db: &Database, mapping: &ChannelMapping) -> Re
         .await
 }
 
-async fn map_channel_location_in(txn: &DatabaseTransaction, mapping: &ChannelMapping) -> Result<sales_channel::Model> {
+/// [`map_channel_location`] inside the caller's write transaction.
+pub async fn map_channel_location_in(
+    txn: &DatabaseTransaction,
+    mapping: &ChannelMapping,
+) -> Result<sales_channel::Model> {
     let channel = lookup::by_id::<sales_channel::Entity>(txn, mapping.sales_channel_id, "sales channel").await?;
     lookup::location(txn, mapping.stock_location_id).await?;
     let now = Utc::now();
@@ -105,26 +119,38 @@ pub async fn create_shipping_option(
     stock_location_id: i32,
 ) -> Result<shipping_option::Model> {
     db.write(&(name, stock_location_id), |txn, (name, stock_location_id)| {
-        Box::pin(async move {
-            lookup::location(txn, *stock_location_id).await?;
-            let now = Utc::now();
-            Ok(shipping_option::ActiveModel {
-                name: Set(name.clone().into_inner()),
-                stock_location_id: Set(*stock_location_id),
-                version: Set(1),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ..Default::default()
-            }
-            .insert(txn)
-            .await?)
-        })
+        Box::pin(create_shipping_option_in(txn, name.clone(), *stock_location_id))
     })
     .await
 }
 
+/// [`create_shipping_option`] inside the caller's write transaction.
+pub async fn create_shipping_option_in(
+    txn: &DatabaseTransaction,
+    name: Name,
+    stock_location_id: i32,
+) -> Result<shipping_option::Model> {
+    lookup::location(txn, stock_location_id).await?;
+    let now = Utc::now();
+    Ok(shipping_option::ActiveModel {
+        name: Set(name.into_inner()),
+        stock_location_id: Set(stock_location_id),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?)
+}
+
 /// Creates an inventory item; a sku that exists already is `BAD_USER_INPUT`.
 pub async fn create_item(db: &Database, sku: Sku, title: Name) -> Result<inventory_item::Model> {
+    create_item_in(db.conn(), sku, title).await
+}
+
+/// [`create_item`] in the caller's connection or transaction.
+pub async fn create_item_in(conn: &impl ConnectionTrait, sku: Sku, title: Name) -> Result<inventory_item::Model> {
     let now = Utc::now();
     inventory_item::ActiveModel {
         sku: Set(sku.as_str().to_owned()),
@@ -134,7 +160,7 @@ pub async fn create_item(db: &Database, sku: Sku, title: Name) -> Result<invento
         updated_at: Set(now),
         ..Default::default()
     }
-    .insert(db.conn())
+    .insert(conn)
     .await
     .map_err(|err| {
         if is_unique_violation(&err) {

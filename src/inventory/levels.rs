@@ -10,7 +10,10 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 
-use super::ledger::{self, Movement};
+use super::{
+    ledger::{self, Movement},
+    values::MAX_STOCK,
+};
 use crate::error::{Error, Result};
 
 use inventory_level::Column as Level;
@@ -34,6 +37,23 @@ pub struct Delta {
     pub reserved: i32,
 }
 
+/// Refuses a change that would take a level outside the range an admin may set
+/// (`±MAX_STOCK` on hand, `0..=MAX_STOCK` reserved). Allocation already keeps orders and
+/// holds inside it; this is the last line, so that no path can reach the columns' `i32`
+/// limits and fail as an internal error.
+fn check_bounds(read: &inventory_level::Model, delta: Delta) -> Result<()> {
+    let stocked = i64::from(read.stocked_quantity) + i64::from(delta.stocked);
+    let reserved = i64::from(read.reserved_quantity) + i64::from(delta.reserved);
+    let bound = i64::from(MAX_STOCK);
+    if stocked.abs() > bound || !(0..=bound).contains(&reserved) {
+        return Err(Error::bad_input(format!(
+            "this would take stock level {} beyond ±{MAX_STOCK} units (on hand {stocked}, reserved {reserved})",
+            read.id
+        )));
+    }
+    Ok(())
+}
+
 /// Applies `deltas` (by level id) to levels the transaction has locked, each guarded by
 /// the version it read, each with the movement `describe` gives it. Returns the levels as
 /// written, by id.
@@ -49,6 +69,7 @@ pub async fn apply(
             .iter()
             .find(|level| level.id == level_id)
             .ok_or_else(|| Error::Internal(format!("level {level_id} written without its lock")))?;
+        check_bounds(read, delta)?;
         let level = inventory_level::Entity::update_many()
             .col_expr(
                 Level::StockedQuantity,

@@ -49,7 +49,7 @@ use super::{
     values::{PaymentIntentId, Quantity, ReservationKey, Sku},
 };
 use crate::{
-    db::Database,
+    db::{self, Database},
     error::{Error, Result},
     events::outbox::{self, Backordered},
 };
@@ -126,28 +126,26 @@ pub async fn place_order_in(txn: &DatabaseTransaction, cmd: &PlaceOrder) -> Resu
             return Ok(Placed { order, created: false });
         }
     };
+    let now = db::now(txn).await?;
     let committing = match &cmd.reservation_key {
-        Some(key) => reservations::lock_active_by_key(txn, key.as_str()).await?,
+        Some(key) => reservations::lock_live_by_key(txn, key.as_str(), cmd.sales_channel_id, now).await?,
         None => None,
     };
-    let own_hold = committing
-        .as_ref()
-        .map(|(_, lines)| lines.as_slice())
-        .unwrap_or_default();
+    let own_hold = committing.as_ref().map(reservations::Held::own_hold);
     let Plan {
         lines,
         allocations,
         locked,
         items,
-    } = planning::plan(txn, cmd.sales_channel_id, shipping.as_ref(), &cmd.lines, own_hold).await?;
+    } = planning::plan(txn, cmd.sales_channel_id, shipping.as_ref(), &cmd.lines, own_hold, now).await?;
     let mut deltas: BTreeMap<i32, Delta> = BTreeMap::new();
     for allocation in &allocations {
         deltas.entry(allocation.level_id).or_default().stocked -= allocation.quantity;
     }
-    for held in own_hold {
+    for held in own_hold.map(|hold| hold.lines).unwrap_or_default() {
         deltas.entry(held.inventory_level_id).or_default().reserved -= held.quantity;
     }
-    let reservation_id = committing.as_ref().map(|(held, _)| held.id);
+    let reservation_id = own_hold.map(|hold| hold.reservation_id);
     let written = levels::apply(txn, &locked, &deltas, |delta| Movement {
         // A level whose hold this order uses up records a COMMIT; any other an ORDER.
         reason: if delta.reserved == 0 {
@@ -280,11 +278,15 @@ pub struct RejectedOrder {
     pub shipping_option_id: Option<i32>,
     /// The lines as requested, where they could be read.
     pub lines: Vec<LineRequest>,
+    /// The checkout's reservation, released with the rejection (its checkout is over).
+    pub reservation_key: Option<ReservationKey>,
     pub reason: String,
 }
 
 /// Stores a REJECTED order (no stock moves) unless an order exists for the PaymentIntent,
-/// inside the caller's write transaction.
+/// inside the caller's write transaction. The checkout's live reservation, if any, is
+/// released in the same transaction: the payment is being refunded, so nothing will ever
+/// commit it, and its units should not stay held until it expires.
 pub async fn reject_order_in(txn: &DatabaseTransaction, rejected: &RejectedOrder) -> Result<Placed> {
     // Keep references only to rows that exist: the ids came from outside.
     let sales_channel_id = match rejected.sales_channel_id {
@@ -327,21 +329,30 @@ pub async fn reject_order_in(txn: &DatabaseTransaction, rejected: &RejectedOrder
             .exec_without_returning(txn)
             .await?;
     }
+    if let (Some(key), Some(channel_id)) = (&rejected.reservation_key, sales_channel_id) {
+        reservations::release_live_by_key_in(txn, key.as_str(), channel_id).await?;
+    }
     Ok(Placed { order, created: true })
 }
 
 /// Records on a rejected order what became of its refund.
+///
+/// A stored refund id is final: several processes may retry the same refund at once
+/// (Stripe answers each with the same refund, thanks to the idempotency key), and a late
+/// failure of one attempt must not wipe out the success of another. So both writes only
+/// touch an order that has no refund id yet.
 pub async fn record_refund(db: &Database, order_id: i32, outcome: &std::result::Result<String, String>) -> Result<()> {
-    let (refund_id, refund_error) = match outcome {
-        Ok(id) => (Some(id.clone()), None),
-        Err(error) => (None, Some(error.clone())),
+    let update = match outcome {
+        Ok(id) => orders::Entity::update_many()
+            .col_expr(orders::Column::RefundId, Expr::value(id.clone()))
+            .col_expr(orders::Column::RefundError, Expr::value(Option::<String>::None)),
+        Err(error) => orders::Entity::update_many().col_expr(orders::Column::RefundError, Expr::value(error.clone())),
     };
-    orders::Entity::update_many()
-        .col_expr(orders::Column::RefundId, Expr::value(refund_id))
-        .col_expr(orders::Column::RefundError, Expr::value(refund_error))
+    update
         .col_expr(orders::Column::Version, Expr::col(orders::Column::Version).add(1))
         .col_expr(orders::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(orders::Column::Id.eq(order_id))
+        .filter(orders::Column::RefundId.is_null())
         .exec(db.conn())
         .await?;
     Ok(())

@@ -4,18 +4,21 @@
 //! the candidate locations and items, lock every level that may be touched (see
 //! [`levels::lock`]), work out how much of each level is really free, and [`allocate`].
 //!
-//! "Free" is `stocked - reserved`, where `reserved` leaves out two kinds of hold: those
-//! of ACTIVE reservations already past `expires_at` (they hold nothing, even before the
-//! sweep marks them EXPIRED), and the hold of the reservation this order is committing
-//! (its units are the order's own).
+//! "Free" is [`free_units`]: `stocked - reserved`, where `reserved` leaves out two kinds
+//! of hold: those of ACTIVE reservations already past `expires_at` at the transaction's
+//! `now` (they hold nothing, even before the sweep marks them EXPIRED), and the hold of
+//! the reservation this order is committing (its units are the order's own). The two
+//! never overlap: the reservation being committed was checked to be live at the same
+//! `now`, and is never counted as lapsed to itself.
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use entity::{inventory_item, inventory_level, reservation_line, sales_channel_location, shipping_option};
 use sea_orm::{ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder};
 
 use super::{
-    allocation::{Allocation, Candidate, LineCandidates, allocate},
+    allocation::{Allocation, Candidate, LineCandidates, allocate, free_units},
     levels,
     placement::LineRequest,
     reservations,
@@ -31,16 +34,28 @@ pub struct Plan {
     pub items: HashMap<Sku, inventory_item::Model>,
 }
 
-/// Locks and decides `lines` for a channel (and shipping option). `own_hold` is the lines
-/// of a reservation being committed: a line of the same sku is served from the level the
-/// reservation holds, whatever the rules would choose now.
+/// The hold an order is committing: the reservation's id and its lines, in the order held.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnHold<'a> {
+    pub reservation_id: i32,
+    pub lines: &'a [reservation_line::Model],
+}
+
+/// Locks and decides `lines` for a channel (and shipping option), with expiry decided at
+/// `now`. With `own_hold`, a line whose sku the reservation holds is served from the
+/// levels it holds that sku at (in the order held), whatever the rules would choose now.
 pub async fn plan(
     txn: &DatabaseTransaction,
     channel_id: i32,
     shipping: Option<&shipping_option::Model>,
     lines: &[LineRequest],
-    own_hold: &[reservation_line::Model],
+    own_hold: Option<OwnHold<'_>>,
+    now: DateTime<Utc>,
 ) -> Result<Plan> {
+    let (own_reservation, own_hold) = match own_hold {
+        Some(hold) => (Some(hold.reservation_id), hold.lines),
+        None => (None, &[][..]),
+    };
     let locations = candidate_locations(txn, channel_id, shipping).await?;
     let items = items_by_sku(txn, lines).await?;
     let item_ids: Vec<i32> = items.values().map(|item| item.id).collect();
@@ -56,29 +71,33 @@ pub async fn plan(
             .add(inventory_level::Column::Id.is_in(held_level_ids)),
     )
     .await?;
-    let mut not_held = reservations::overdue_holds(txn, locked.iter().map(|level| level.id)).await?;
+    let mut not_held =
+        reservations::overdue_holds(txn, locked.iter().map(|level| level.id), now, own_reservation).await?;
     for line in own_hold {
         *not_held.entry(line.inventory_level_id).or_default() += line.quantity;
     }
     let candidate = |level: &inventory_level::Model| Candidate {
         level_id: level.id,
         stock_location_id: level.stock_location_id,
-        stocked_quantity: level.stocked_quantity,
-        reserved_quantity: level.reserved_quantity - not_held.get(&level.id).copied().unwrap_or_default(),
+        free: free_units(
+            level.stocked_quantity,
+            level.reserved_quantity,
+            not_held.get(&level.id).copied().unwrap_or_default(),
+        ),
         allow_backorder: level.allow_backorder,
     };
     let lines: Vec<LineCandidates> = lines
         .iter()
         .map(|line| {
             let item_id = items[&line.sku].id;
-            let held = own_hold.iter().find(|held| held.sku == line.sku.as_str());
-            let candidates = match held {
-                Some(held) => locked
-                    .iter()
-                    .filter(|level| level.id == held.inventory_level_id)
-                    .map(candidate)
-                    .collect(),
-                None => locations
+            let mut held_levels: Vec<i32> = Vec::new();
+            for held in own_hold.iter().filter(|held| held.sku == line.sku.as_str()) {
+                if !held_levels.contains(&held.inventory_level_id) {
+                    held_levels.push(held.inventory_level_id);
+                }
+            }
+            let candidates = if held_levels.is_empty() {
+                locations
                     .iter()
                     .filter_map(|location| {
                         locked
@@ -86,7 +105,13 @@ pub async fn plan(
                             .find(|level| level.inventory_item_id == item_id && level.stock_location_id == *location)
                     })
                     .map(candidate)
-                    .collect(),
+                    .collect()
+            } else {
+                held_levels
+                    .iter()
+                    .filter_map(|id| locked.iter().find(|level| level.id == *id))
+                    .map(candidate)
+                    .collect()
             };
             LineCandidates {
                 sku: line.sku.clone(),

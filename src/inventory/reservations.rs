@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use entity::{
     reservation, reservation::ReservationStatus, reservation_line, sales_channel, shipping_option,
     stock_movement::MovementReason,
@@ -27,11 +27,11 @@ use super::{
     levels::{self, Delta},
     lookup,
     placement::{LineRequest, MAX_LINES},
-    planning,
+    planning::{self, OwnHold},
     values::ReservationKey,
 };
 use crate::{
-    db::Database,
+    db::{self, Database},
     error::{Error, Result},
 };
 
@@ -70,7 +70,7 @@ async fn reserve_in(txn: &DatabaseTransaction, cmd: &ReserveStock) -> Result<res
         Some(id) => Some(lookup::by_id::<shipping_option::Entity>(txn, id, "shipping option").await?),
         None => None,
     };
-    let now = Utc::now();
+    let now = db::now(txn).await?;
     let row = reservation::ActiveModel {
         key: Set(cmd.key.as_str().to_owned()),
         sales_channel_id: Set(cmd.sales_channel_id),
@@ -95,7 +95,7 @@ async fn reserve_in(txn: &DatabaseTransaction, cmd: &ReserveStock) -> Result<res
     if !matches!(inserted, TryInsertResult::Inserted(1)) {
         return Ok(held);
     }
-    let plan = planning::plan(txn, cmd.sales_channel_id, shipping.as_ref(), &cmd.lines, &[]).await?;
+    let plan = planning::plan(txn, cmd.sales_channel_id, shipping.as_ref(), &cmd.lines, None, now).await?;
     let mut deltas: BTreeMap<i32, Delta> = BTreeMap::new();
     for allocation in &plan.allocations {
         deltas.entry(allocation.level_id).or_default().reserved += allocation.quantity;
@@ -147,9 +147,10 @@ pub async fn release_reservation(db: &Database, id: i32) -> Result<reservation::
 /// The background sweep: marks overdue ACTIVE reservations EXPIRED and gives their stock
 /// back, each in its own transaction. Returns how many it expired.
 pub async fn expire_overdue(db: &Database) -> Result<usize> {
+    let now = db::now(db.conn()).await?;
     let overdue: Vec<i32> = reservation::Entity::find()
         .filter(reservation::Column::Status.eq(ReservationStatus::Active))
-        .filter(reservation::Column::ExpiresAt.lte(Utc::now()))
+        .filter(reservation::Column::ExpiresAt.lte(now))
         .order_by_asc(reservation::Column::Id)
         .limit(100)
         .all(db.conn())
@@ -164,8 +165,9 @@ pub async fn expire_overdue(db: &Database) -> Result<usize> {
                 Box::pin(async move {
                     // Re-checked under the row lock: it may have been committed or released since.
                     let held = lock_reservation(txn, reservation::Column::Id.eq(*id)).await?;
+                    let now = db::now(txn).await?;
                     match held {
-                        Some(held) if held.status == ReservationStatus::Active && held.expires_at <= Utc::now() => {
+                        Some(held) if held.status == ReservationStatus::Active && held.expires_at <= now => {
                             give_back(txn, &held, ReservationStatus::Expired, MovementReason::Expiry).await?;
                             Ok(true)
                         }
@@ -240,34 +242,86 @@ async fn lines_of(txn: &DatabaseTransaction, reservation_id: i32) -> Result<Vec<
         .await?)
 }
 
-/// The reservation with `key`, locked, with its lines, if it is ACTIVE and not overdue:
-/// the hold an order with this key commits. Anything else means "no reservation".
-pub async fn lock_active_by_key(
+/// A live reservation, locked, with its lines in the order held.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub reservation: reservation::Model,
+    pub lines: Vec<reservation_line::Model>,
+}
+
+impl Held {
+    /// The hold as planning sees it.
+    pub fn own_hold(&self) -> OwnHold<'_> {
+        OwnHold {
+            reservation_id: self.reservation.id,
+            lines: &self.lines,
+        }
+    }
+}
+
+/// The reservation with `key`, locked, with its lines, if it is ACTIVE at `now` and was
+/// made through `sales_channel_id`: the hold an order with this key commits. Anything
+/// else means "no reservation". A key from another channel is no key: its holds sit at
+/// locations that channel chose, which this channel may not sell from.
+pub async fn lock_live_by_key(
     txn: &DatabaseTransaction,
     key: &str,
-) -> Result<Option<(reservation::Model, Vec<reservation_line::Model>)>> {
-    let Some(held) = lock_reservation(txn, reservation::Column::Key.eq(key)).await? else {
+    sales_channel_id: i32,
+    now: DateTime<Utc>,
+) -> Result<Option<Held>> {
+    let Some(reservation) = lock_reservation(txn, reservation::Column::Key.eq(key)).await? else {
         return Ok(None);
     };
-    if held.status != ReservationStatus::Active || held.expires_at <= Utc::now() {
+    if reservation.status != ReservationStatus::Active
+        || reservation.expires_at <= now
+        || reservation.sales_channel_id != sales_channel_id
+    {
         return Ok(None);
     }
-    let lines = lines_of(txn, held.id).await?;
-    Ok(Some((held, lines)))
+    let lines = lines_of(txn, reservation.id).await?;
+    Ok(Some(Held { reservation, lines }))
+}
+
+/// Releases the live reservation `key` of `sales_channel_id` (if there is one), inside the
+/// caller's transaction: for a paid order that was REJECTED, whose checkout is over.
+pub async fn release_live_by_key_in(
+    txn: &DatabaseTransaction,
+    key: &str,
+    sales_channel_id: i32,
+) -> Result<Option<reservation::Model>> {
+    let now = db::now(txn).await?;
+    match lock_live_by_key(txn, key, sales_channel_id, now).await? {
+        Some(held) => Ok(Some(
+            give_back(
+                txn,
+                &held.reservation,
+                ReservationStatus::Released,
+                MovementReason::Release,
+            )
+            .await?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Units per level still counted in `reserved_quantity` by ACTIVE reservations that are
-/// past their deadline: they hold nothing any more, the sweep just has not run yet.
+/// past their deadline at `now`: they hold nothing any more, the sweep just has not run
+/// yet. `except` (the reservation an order is committing) is never lapsed to itself.
 pub async fn overdue_holds(
     conn: &impl ConnectionTrait,
     level_ids: impl IntoIterator<Item = i32>,
+    now: DateTime<Utc>,
+    except: Option<i32>,
 ) -> Result<HashMap<i32, i32>> {
-    let overdue = Query::select()
+    let mut overdue = Query::select()
         .column(reservation::Column::Id)
         .from(reservation::Entity)
         .and_where(reservation::Column::Status.eq(ReservationStatus::Active))
-        .and_where(reservation::Column::ExpiresAt.lte(Utc::now()))
+        .and_where(reservation::Column::ExpiresAt.lte(now))
         .to_owned();
+    if let Some(id) = except {
+        overdue.and_where(reservation::Column::Id.ne(id));
+    }
     let lines = reservation_line::Entity::find()
         .filter(reservation_line::Column::InventoryLevelId.is_in(level_ids))
         .filter(reservation_line::Column::ReservationId.in_subquery(overdue))

@@ -85,7 +85,8 @@ fn check_backorder_rule(stocked_quantity: i32, allow_backorder: bool) -> Result<
     Ok(())
 }
 
-async fn set_stock_level_in(txn: &DatabaseTransaction, cmd: &SetStockLevel) -> Result<inventory_level::Model> {
+/// [`set_stock_level`] inside the caller's write transaction.
+pub async fn set_stock_level_in(txn: &DatabaseTransaction, cmd: &SetStockLevel) -> Result<inventory_level::Model> {
     let item = lookup::item_by_sku(txn, &cmd.sku).await?;
     lookup::location(txn, cmd.stock_location_id).await?;
     let current = inventory_level::Entity::find()

@@ -55,11 +55,16 @@ pub fn order_from_metadata(
     let sales_channel_id = parse_id(metadata, "sales_channel_id");
     let shipping_option_id = parse_id(metadata, "shipping_option_id");
     let lines = parse_lines(metadata);
+    // A malformed key names no reservation: placed as if none was given.
+    let reservation_key = metadata
+        .get("reservation_key")
+        .and_then(|key| ReservationKey::parse(key).ok());
     let rejected = |reason: String| RejectedOrder {
         payment_intent_id: payment_intent_id.clone(),
         sales_channel_id: sales_channel_id.clone().ok().flatten(),
         shipping_option_id: shipping_option_id.clone().ok().flatten(),
         lines: lines.clone().unwrap_or_default(),
+        reservation_key: reservation_key.clone(),
         reason,
     };
     let order = (|| {
@@ -70,10 +75,7 @@ pub fn order_from_metadata(
             payment_intent_id: payment_intent_id.clone(),
             sales_channel_id,
             shipping_option_id: shipping_option_id.clone()?,
-            // A malformed key names no reservation: placed as if none was given.
-            reservation_key: metadata
-                .get("reservation_key")
-                .and_then(|key| ReservationKey::parse(key).ok()),
+            reservation_key: reservation_key.clone(),
             lines: lines.clone()?,
         };
         order.validate().map_err(|err| err.to_string())?;

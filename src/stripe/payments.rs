@@ -85,6 +85,7 @@ pub async fn payment_succeeded(
                     sales_channel_id: Some(order.sales_channel_id),
                     shipping_option_id: order.shipping_option_id,
                     lines: order.lines.clone(),
+                    reservation_key: order.reservation_key.clone(),
                     reason: err.to_string(),
                 },
                 other => return other,

@@ -451,3 +451,74 @@ async fn a_lock_held_past_the_timeout_fails_with_lock_timeout_and_writes_nothing
     assert_eq!(retried.data()["placeOrder"]["status"], "PLACED");
     assert_eq!(app.level("HELD", location).await.stocked_quantity, 4);
 }
+
+/// `lines` lines of `quantity` units of `sku` each.
+fn many_lines(sku: &str, lines: usize, quantity: i32) -> Vec<(&str, i32)> {
+    vec![(sku, quantity); lines]
+}
+
+#[tokio::test]
+async fn backorders_and_holds_stop_at_the_stock_bound_with_a_clear_error() {
+    on_each_backend(|app| async move {
+        let max = stockroom::inventory::values::MAX_STOCK;
+        let (location, channel) = one_location_shop(&app, "DEEP", 0, true).await;
+        // 100 lines of a million units: 10^8 per order, so the bound (10^9) is reached on
+        // the 11th order, long before the column's 2^31.
+        let huge = many_lines("DEEP", 100, 1_000_000);
+        let mut placed = 0;
+        let refusal = loop {
+            let order = place(app.client(), &format!("pi_deep_{placed}"), channel, None, &huge).await;
+            match order.error_code() {
+                None => placed += 1,
+                Some(code) => break code.to_owned(),
+            }
+            assert!(placed <= 10, "orders went past the bound");
+        };
+        assert_eq!((placed, refusal.as_str()), (10, "OUT_OF_STOCK"));
+        assert_eq!(app.level("DEEP", location).await.stocked_quantity, -max);
+
+        let reserve = "mutation($key: String!, $c: ID!, $lines: [OrderLineInput!]!) {
+            reserveStock(input: { key: $key, salesChannelId: $c, lines: $lines }) { id } }";
+        let hold_location = app.location("Holds").await;
+        let held_channel = app.channel("Holds", &[(hold_location, 0)]).await;
+        app.item("HELD").backorder_level(hold_location, 0).await;
+        let lines: Vec<Value> = (0..100)
+            .map(|_| json!({ "sku": "HELD", "quantity": 1_000_000 }))
+            .collect();
+        let mut held = 0;
+        let refusal = loop {
+            let variables = json!({ "key": format!("cart-{held}"), "c": held_channel.to_string(), "lines": lines });
+            let response = app.gql(reserve, variables).await;
+            match response.error_code() {
+                None => held += 1,
+                Some(code) => break code.to_owned(),
+            }
+            assert!(held <= 10, "holds went past the bound");
+        };
+        assert_eq!((held, refusal.as_str()), (10, "OUT_OF_STOCK"));
+        assert_eq!(app.level("HELD", hold_location).await.reserved_quantity, max);
+
+        // Stock taken to the other end: `available` must neither wrap nor fail.
+        let set = "mutation($l: ID!) { setStockLevel(input: { sku: \"HELD\", stockLocationId: $l,
+            stockedQuantity: -1000000000, allowBackorder: true }) { stockedQuantity reservedQuantity available } }";
+        let level = app.gql(set, json!({ "l": hold_location.to_string() })).await;
+        assert_eq!(
+            level.data()["setStockLevel"],
+            json!({ "stockedQuantity": -max, "reservedQuantity": max, "available": 0 })
+        );
+        let storefront = app
+            .client()
+            .anonymous()
+            .gql(
+                "query($c: ID!) { availability(salesChannelId: $c, skus: [\"HELD\"]) { available backorderable } }",
+                json!({ "c": held_channel.to_string() }),
+            )
+            .await;
+        assert_eq!(
+            storefront.data()["availability"][0],
+            json!({ "available": 0, "backorderable": true })
+        );
+        app.assert_ledger_matches_levels().await;
+    })
+    .await;
+}

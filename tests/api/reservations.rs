@@ -1,4 +1,4 @@
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 use serde_json::{Value, json};
 
 use crate::helpers::{Client, Gql, TestApp, on_each_backend, race};
@@ -265,6 +265,205 @@ async fn commits_and_releases_racing_on_the_same_reservations_leave_consistent_s
             15 - refused_releases as i64
         );
         app.assert_ledger_matches_levels().await;
+    })
+    .await;
+}
+
+const PLACE_LINES: &str = "mutation($pi: String!, $c: ID!, $key: String, $lines: [OrderLineInput!]!) {
+    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, reservationKey: $key, lines: $lines }) {
+        id status lines { sku quantity backorderedQuantity location { name } } } }";
+
+/// Waits until PostgreSQL shows a backend waiting for a lock (the order under test).
+async fn until_a_lock_is_awaited(app: &TestApp) {
+    let sql =
+        "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    for _ in 0..500 {
+        let row = app
+            .db()
+            .conn()
+            .query_one_raw(Statement::from_string(app.db().backend(), sql))
+            .await
+            .unwrap()
+            .unwrap();
+        if row.try_get::<i64>("", "n").unwrap() > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the order never waited for the level's lock");
+}
+
+/// Waits until the database's clock has passed the deadline of reservation `key`.
+async fn until_expired(app: &TestApp, key: &str) {
+    let sql = format!("SELECT COUNT(*) AS n FROM reservation WHERE key = '{key}' AND expires_at <= now()");
+    for _ in 0..1000 {
+        let row = app
+            .db()
+            .conn()
+            .query_one_raw(Statement::from_string(app.db().backend(), sql.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        if row.try_get::<i64>("", "n").unwrap() == 1 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("reservation {key} never expired");
+}
+
+/// Reserve k1 (5, ttl 2 s) and k2 (5) of 10; an order commits k1 for 10 units, but the
+/// level's row lock is held elsewhere until k1's deadline has passed. The order must
+/// count k1's hold once: 5 of its own plus 0 free (k2 holds the rest).
+async fn commit_a_hold_that_expires_while_waiting_for_the_lock(backorder: bool) {
+    let Some(app) = TestApp::postgres_with(|_| {}).await else {
+        return;
+    };
+    let location = app.location("Berlin").await;
+    let channel = app.channel("Web", &[(location, 0)]).await;
+    if backorder {
+        app.item("R-1").backorder_level(location, 10).await;
+    } else {
+        app.item("R-1").level(location, 10).await;
+    }
+    let k1 = json!({ "key": "k1", "c": channel.to_string(), "lines": lines(5), "ttl": 2 });
+    app.gql(RESERVE, k1).await.data();
+    reserve(app.client(), "k2", channel, 5).await.data();
+    let level_id = app.level("R-1", location).await.id;
+
+    let blocker = app.db().conn().begin().await.unwrap();
+    blocker
+        .execute_unprepared(&format!(
+            "SELECT id FROM inventory_level WHERE id = {level_id} FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let client = app.client().clone();
+    let order = tokio::spawn(async move { place(&client, "pi_k1", channel, Some("k1"), 10).await });
+    until_a_lock_is_awaited(&app).await;
+    until_expired(&app, "k1").await;
+    blocker.rollback().await.unwrap();
+    let order = order.await.unwrap();
+
+    if backorder {
+        let line = &order.data()["placeOrder"]["lines"][0];
+        assert_eq!(line["backorderedQuantity"], 5, "5 of its own, 0 free: {}", order.0);
+        assert_eq!(app.count("inventory_event").await, 1, "one backorder event");
+        let level = app.level("R-1", location).await;
+        assert_eq!((level.stocked_quantity, level.reserved_quantity), (0, 5));
+    } else {
+        assert_eq!(order.error_code(), Some("OUT_OF_STOCK"), "{}", order.0);
+        let level = app.level("R-1", location).await;
+        assert_eq!((level.stocked_quantity, level.reserved_quantity), (10, 10));
+    }
+    let k2 = place(app.client(), "pi_k2", channel, Some("k2"), 5).await;
+    assert_eq!(
+        k2.data()["placeOrder"]["status"],
+        "PLACED",
+        "k2's units were never sold"
+    );
+    app.assert_ledger_matches_levels().await;
+}
+
+#[tokio::test]
+async fn a_hold_that_expires_while_its_order_waits_is_counted_once() {
+    commit_a_hold_that_expires_while_waiting_for_the_lock(false).await;
+}
+
+#[tokio::test]
+async fn a_hold_that_expires_while_its_backordering_order_waits_stores_its_backorder() {
+    commit_a_hold_that_expires_while_waiting_for_the_lock(true).await;
+}
+
+#[tokio::test]
+async fn a_reservation_holding_one_sku_at_two_levels_commits_from_both() {
+    for backorder_at_first in [false, true] {
+        on_each_backend(|app| async move {
+            let first = app.location("First").await;
+            let second = app.location("Second").await;
+            let channel = app.channel("Web", &[(first, 0), (second, 1)]).await;
+            if backorder_at_first {
+                app.item("R-1").backorder_level(first, 2).level(second, 3).await;
+            } else {
+                app.item("R-1").level(first, 2).level(second, 3).await;
+            }
+            let two_lines = json!([{ "sku": "R-1", "quantity": 2 }, { "sku": "R-1", "quantity": 3 }]);
+            let held = app
+                .gql(
+                    RESERVE,
+                    json!({ "key": "cart", "c": channel.to_string(), "lines": two_lines }),
+                )
+                .await;
+            let held_at: Vec<&Value> = held.data()["reserveStock"]["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|line| &line["location"]["name"])
+                .collect();
+            assert_eq!(held_at, [&json!("First"), &json!("Second")]);
+
+            let variables = json!({ "pi": "pi_1", "c": channel.to_string(), "key": "cart", "lines": two_lines });
+            let order = app.gql(PLACE_LINES, variables).await;
+            assert_eq!(
+                order.data()["placeOrder"]["lines"],
+                json!([
+                    { "sku": "R-1", "quantity": 2, "backorderedQuantity": 0, "location": { "name": "First" } },
+                    { "sku": "R-1", "quantity": 3, "backorderedQuantity": 0, "location": { "name": "Second" } },
+                ])
+            );
+            for location in [first, second] {
+                let level = app.level("R-1", location).await;
+                assert_eq!((level.stocked_quantity, level.reserved_quantity), (0, 0));
+            }
+            assert_eq!(app.count("inventory_event").await, 0, "nothing was backordered");
+            assert_eq!(app.count("reservation WHERE status = 'COMMITTED'").await, 1);
+            app.assert_ledger_matches_levels().await;
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_reservation_key_from_another_channel_is_no_key() {
+    on_each_backend(|app| async move {
+        let web_location = app.location("Web store").await;
+        let shop_location = app.location("Shop floor").await;
+        let web = app.channel("Web", &[(web_location, 0)]).await;
+        let counter = app.channel("Counter", &[(shop_location, 0)]).await;
+        app.item("R-1").level(web_location, 5).level(shop_location, 5).await;
+        reserve(app.client(), "counter-cart", counter, 2).await.data();
+
+        let order = place(app.client(), "pi_1", web, Some("counter-cart"), 2).await;
+        assert_eq!(order.data()["placeOrder"]["lines"][0]["location"]["name"], "Web store");
+        let held = app.level("R-1", shop_location).await;
+        assert_eq!(
+            (held.stocked_quantity, held.reserved_quantity),
+            (5, 2),
+            "the counter's hold is untouched"
+        );
+        assert_eq!(app.count("reservation WHERE status = 'ACTIVE'").await, 1);
+        app.assert_ledger_matches_levels().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_levels_available_and_the_storefronts_availability_follow_one_rule() {
+    on_each_backend(|app| async move {
+        let (_, channel) = shop(&app, 5).await;
+        reserve(app.client(), "cart-live", channel, 1).await.data();
+        reserve(app.client(), "cart-lapsed", channel, 3).await.data();
+        let_expire(&app, "cart-lapsed").await;
+        let level = app
+            .gql(
+                "{ inventoryItem(sku: \"R-1\") { levels { reservedQuantity available } } }",
+                json!({}),
+            )
+            .await;
+        let level = &level.data()["inventoryItem"]["levels"][0];
+        assert_eq!(level["reservedQuantity"], 4, "the stored counter, until the sweep");
+        assert_eq!(level["available"], 4, "a lapsed hold holds nothing");
+        assert_eq!(available(&app, channel).await, 4);
     })
     .await;
 }

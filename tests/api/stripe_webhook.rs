@@ -380,3 +380,94 @@ async fn a_payment_with_a_reservation_key_commits_the_checkouts_reservation() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_signed_event_the_stripe_sdk_cannot_parse_still_places_the_order() {
+    on_each_backend_with(with_webhook_secrets, |app| async move {
+        let (location, channel) = shop(&app, 5).await;
+        let mut trimmed: Value =
+            serde_json::from_str(&paid("evt_1", "pi_1", channel, r#"[{"sku":"A-1","quantity":2}]"#)).unwrap();
+        // Fields async-stripe's typed PaymentIntent requires; an API version without them
+        // (or a hand-made test event) must not cost a paid order.
+        for field in ["amount", "amount_capturable", "currency", "status"] {
+            trimmed["data"]["object"].as_object_mut().unwrap().remove(field);
+        }
+        trimmed.as_object_mut().unwrap().remove("livemode");
+        let payload = trimmed.to_string();
+        assert!(
+            stripe_webhook::Webhook::insecure(&payload).is_err(),
+            "the SDK's typed parse refuses it"
+        );
+        assert_eq!(deliver_signed(&app, &payload, SECRET).await, 200);
+        assert_eq!(order_status(&app, "pi_1").await["status"], "PLACED");
+        assert_eq!(app.level("A-1", location).await.stocked_quantity, 3);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stored_refund_id_is_never_overwritten_by_a_late_failure() {
+    use stockroom::inventory::{
+        placement::{self, RejectedOrder},
+        values::PaymentIntentId,
+    };
+    on_each_backend_with(with_webhook_secrets, |app| async move {
+        let rejected = RejectedOrder {
+            payment_intent_id: PaymentIntentId::parse("pi_1").unwrap(),
+            sales_channel_id: None,
+            shipping_option_id: None,
+            lines: Vec::new(),
+            reservation_key: None,
+            reason: "metadata.lines is missing".into(),
+        };
+        let order = app
+            .db()
+            .write(&rejected, |txn, rejected| {
+                Box::pin(placement::reject_order_in(txn, rejected))
+            })
+            .await
+            .unwrap()
+            .order;
+        // Two processes retry the same refund; one succeeds, the other's attempt fails late.
+        placement::record_refund(app.db(), order.id, &Ok("re_1".into()))
+            .await
+            .unwrap();
+        placement::record_refund(app.db(), order.id, &Err("connection reset".into()))
+            .await
+            .unwrap();
+        let order = order_status(&app, "pi_1").await;
+        assert_eq!(
+            (&order["refundId"], &order["refundError"]),
+            (&json!("re_1"), &Value::Null)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rejected_paid_order_releases_its_checkouts_reservation() {
+    on_each_backend_with(with_webhook_secrets, |app| async move {
+        let (location, channel) = shop(&app, 3).await;
+        let reserve = "mutation($c: ID!) { reserveStock(input: { key: \"cart-9\", salesChannelId: $c,
+            lines: [{ sku: \"A-1\", quantity: 2 }] }) { id } }";
+        let held = app.gql(reserve, json!({ "c": channel.to_string() })).await;
+        let id = held.data()["reserveStock"]["id"].clone();
+        // The checkout paid for a sku that no longer exists: the order cannot be placed.
+        let mut metadata = checkout(channel, r#"[{"sku":"A-1","quantity":2},{"sku":"GONE","quantity":1}]"#);
+        metadata["reservation_key"] = json!("cart-9");
+        let payload = event("evt_1", "payment_intent.succeeded", "pi_1", metadata);
+        assert_eq!(deliver_signed(&app, &payload, SECRET).await, 200);
+        assert_eq!(order_status(&app, "pi_1").await["status"], "REJECTED");
+        let status = app
+            .gql(
+                "query($id: ID!) { reservation(id: $id) { status } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(status.data()["reservation"]["status"], "RELEASED");
+        let level = app.level("A-1", location).await;
+        assert_eq!((level.stocked_quantity, level.reserved_quantity), (3, 0));
+        app.assert_ledger_matches_levels().await;
+    })
+    .await;
+}
