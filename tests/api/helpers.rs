@@ -226,6 +226,44 @@ impl ChaosProxy {
     }
 }
 
+/// A fresh PostgreSQL database with nothing in it (not even migrations), dropped with
+/// this value: for tests that start server processes themselves.
+pub struct EmptyDatabase {
+    pub url: String,
+    database: TestDatabase,
+}
+
+impl EmptyDatabase {
+    /// Creates it, or `None` (loudly) if PostgreSQL is unreachable; under `CI`, panics.
+    pub async fn postgres() -> Option<EmptyDatabase> {
+        let admin_url = admin_url();
+        let admin = match sea_orm::Database::connect(&admin_url).await {
+            Ok(admin) => admin,
+            Err(err) if std::env::var_os("CI").is_some() => {
+                panic!("CI is set but PostgreSQL at {admin_url} is unreachable: {err}")
+            }
+            Err(err) => {
+                eprintln!(
+                    "\n!!!!! PostgreSQL at {admin_url} is unreachable ({err}).\n\
+                     !!!!! SKIPPING the PostgreSQL half of this test. Set TEST_DATABASE_URL or start PostgreSQL.\n"
+                );
+                return None;
+            }
+        };
+        let name = unique_name();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create database");
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("TEST_DATABASE_URL has a database path");
+        let url = format!("{base}/{name}");
+        let database = TestDatabase::Postgres { admin_url, name };
+        Some(EmptyDatabase { url, database })
+    }
+}
+
 fn unique_name() -> String {
     format!("stockroom_test_{}", uuid::Uuid::new_v4().simple())
 }
@@ -323,35 +361,10 @@ impl TestApp {
     }
 
     async fn postgres_via(proxy: Option<SocketAddr>, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
-        let admin_url = admin_url();
-        let admin = match sea_orm::Database::connect(&admin_url).await {
-            Ok(admin) => admin,
-            Err(err) if std::env::var_os("CI").is_some() => {
-                panic!("CI is set but PostgreSQL at {admin_url} is unreachable: {err}")
-            }
-            Err(err) => {
-                eprintln!(
-                    "\n!!!!! PostgreSQL at {admin_url} is unreachable ({err}).\n\
-                     !!!!! SKIPPING the PostgreSQL half of this test. Set TEST_DATABASE_URL or start PostgreSQL.\n"
-                );
-                return None;
-            }
-        };
-        let name = unique_name();
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .expect("create database");
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .expect("TEST_DATABASE_URL has a database path");
-        let mut url = format!("{base}/{name}");
-        if let Some(proxy) = proxy {
-            url = url.replace(&postgres_address(), &proxy.to_string());
-        }
-        let database = TestDatabase::Postgres {
-            admin_url: admin_url.clone(),
-            name,
+        let EmptyDatabase { url, database } = EmptyDatabase::postgres().await?;
+        let url = match proxy {
+            Some(proxy) => url.replace(&postgres_address(), &proxy.to_string()),
+            None => url,
         };
         Some(TestApp::start(Backend::Postgres, &url, database, configure).await)
     }

@@ -8,8 +8,10 @@ mod helpers;
 
 mod catalog;
 mod events;
+mod graphql_http;
 mod n_plus_one;
 mod placement;
+mod process;
 mod reservations;
 mod schema;
 mod stock_levels;

@@ -1,23 +1,27 @@
 //! The HTTP surface: GraphQL (and GraphiQL), the Stripe webhook, health and readiness.
+//! The GraphQL-over-HTTP protocol itself is in [`graphql`].
 //!
 //! The caller's identity is decided here, once per request, from the `Authorization`
 //! header and handed to GraphQL as request data; field guards then only read it.
 
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql::{Data, Pos, http::GraphiQLSource, parser::types::OperationType};
-use async_graphql_axum::{
-    GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket, rejection::GraphQLRejection,
+mod graphql;
+
+use async_graphql::{
+    Data,
+    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
 };
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
-    http::{HeaderMap, Method, StatusCode, header},
+    http::{Method, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
 use tower_http::trace::TraceLayer;
 
+use self::graphql::MediaType;
 use crate::{
     AppState,
     auth::{self, Caller},
@@ -41,7 +45,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(stripe::webhook::MAX_BODY_BYTES))
         .with_state(state.clone());
     Router::new()
-        .route("/graphql", get(graphql).post(graphql))
+        .route("/graphql", get(graphql_http).post(graphql_http))
         .route("/graphql/ws", get(graphql_ws))
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -51,56 +55,73 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-fn wants_html(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|accept| accept.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"))
-}
-
-fn has_mutation(query: &str) -> bool {
-    async_graphql::parser::parse_query(query).is_ok_and(|document| {
-        document
-            .operations
-            .iter()
-            .any(|(_, operation)| operation.node.ty == OperationType::Mutation)
-    })
-}
-
-async fn graphql(
-    State(state): State<HttpState>,
-    method: Method,
-    headers: HeaderMap,
-    request: Result<GraphQLRequest, GraphQLRejection>,
-) -> Response {
-    if method == Method::GET && wants_html(&headers) {
-        let page = GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish();
-        return Html(page).into_response();
+/// `GET` and `POST /graphql` (see [`graphql`] for the protocol): refusals first, then
+/// the caller's identity, then the schema.
+async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if graphql::wants_html(&parts.method, &parts.headers) {
+        return Html(graphiql_page()).into_response();
     }
-    let request = match request {
-        Ok(request) => request.into_inner(),
-        Err(rejection) => return rejection.into_response(),
+    let Some(media_type) = MediaType::negotiate(&parts.headers) else {
+        let refused = graphql::refusal(
+            StatusCode::NOT_ACCEPTABLE,
+            "accept application/graphql-response+json or application/json",
+        );
+        return MediaType::Json.refuse(&refused);
     };
-    // GET must be safe (GraphQL over HTTP): links, prefetchers and caches may repeat it.
-    if method == Method::GET && has_mutation(&request.query) {
-        return (StatusCode::METHOD_NOT_ALLOWED, "mutations need POST").into_response();
-    }
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    let request = match read_request(&state, parts.method == Method::GET, &parts, body).await {
+        Ok(request) => request,
+        Err(refused) => return media_type.refuse(&refused),
+    };
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
     let response = match auth::authenticate(&state.app.db, authorization).await {
         // One GraphQL request multiplexes hundreds of resolver futures in one task. Under
         // tokio's cooperative budget the task would be forced to yield part-way through
         // waking them, and the DataLoader's batch window would close on half a batch.
         // Depth and complexity limits bound the work done without yielding.
         Ok(caller) => tokio::task::coop::unconstrained(state.schema.execute(request.data(caller))).await,
-        Err(err) => {
-            let error = async_graphql::Error::from(err).into_server_error(Pos::default());
-            async_graphql::Response::from_errors(vec![error])
-        }
+        Err(err) => return media_type.refuse(&err.into()),
     };
-    GraphQLResponse::from(response).into_response()
+    media_type.respond(response)
+}
+
+/// Reads the GraphQL request out of a `GET` query string or a `POST` body. The body is
+/// read only after its headers passed, and never past `STOCKROOM_MAX_BODY_BYTES`.
+async fn read_request(
+    state: &HttpState,
+    is_get: bool,
+    parts: &axum::http::request::Parts,
+    body: axum::body::Body,
+) -> Result<async_graphql::Request, graphql::Refusal> {
+    if is_get {
+        let mut request = graphql::read_query_string(parts.uri.query())?;
+        // GET must be safe (GraphQL over HTTP): links, prefetchers and caches may repeat it.
+        if graphql::selects_mutation(&mut request) {
+            return Err(graphql::refusal(StatusCode::METHOD_NOT_ALLOWED, "mutations need POST"));
+        }
+        return Ok(request);
+    }
+    graphql::check_post_headers(&parts.headers)?;
+    let limit = state.app.config.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .map_err(|_| {
+            graphql::refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {limit} bytes (STOCKROOM_MAX_BODY_BYTES)"),
+            )
+        })?;
+    graphql::read_post_body(&bytes)
+}
+
+fn graphiql_page() -> String {
+    GraphiQLSource::build()
+        .endpoint("/graphql")
+        .subscription_endpoint("/graphql/ws")
+        .finish()
 }
 
 /// Subscriptions over WebSocket (graphql-transport-ws, and legacy graphql-ws). The admin
