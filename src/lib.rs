@@ -36,6 +36,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub refunds: stripe::refunds::Refunds,
     pub events: events::EventHub,
+    /// This process's placement queues (group commit; see `inventory::combiner`).
+    pub placements: inventory::combiner::Combiner,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             .await
             .context("starting the event feed")?;
         Ok(AppState {
+            placements: inventory::combiner::Combiner::new(db.clone()),
             db,
             config: Arc::new(config),
             refunds,

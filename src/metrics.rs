@@ -15,6 +15,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 const ORDERS: &str = "stockroom_orders_total";
 const WEBHOOK_DELIVERIES: &str = "stockroom_webhook_deliveries_total";
 const TRANSACTION_RETRIES: &str = "stockroom_transaction_retries_total";
+const PLACEMENT_BATCH: &str = "stockroom_placement_batch_size";
 
 /// Every outcome [`order`] records: the successes, then every error code an order can fail with.
 const ORDER_OUTCOMES: &[&str] = &[
@@ -52,6 +53,12 @@ fn describe() {
         metrics::counter!(WEBHOOK_DELIVERIES, "result" => *result).increment(0);
     }
     metrics::counter!(TRANSACTION_RETRIES).increment(0);
+    metrics::describe_histogram!(
+        PLACEMENT_BATCH,
+        "Orders placed per placement transaction (group commit)."
+    );
+    // Registered, not observed: the series exists (empty) from the first scrape.
+    let _ = metrics::histogram!(PLACEMENT_BATCH);
 }
 
 /// The process's Prometheus recorder, installed on first call.
@@ -81,4 +88,9 @@ pub fn webhook(result: &'static str) {
 /// Counts a write transaction retried after a deadlock or serialization failure.
 pub fn transaction_retry() {
     metrics::counter!(TRANSACTION_RETRIES).increment(1);
+}
+
+/// Records how many orders one placement transaction combined.
+pub fn placement_batch(orders: usize) {
+    metrics::histogram!(PLACEMENT_BATCH).record(orders as f64);
 }

@@ -6,9 +6,9 @@ use stockroom::{
     db::{self, Database},
     inventory::{
         catalog::{self, ChannelMapping},
-        placement::{LineRequest, PlaceOrder},
+        placement::PlaceOrder,
         stock::{self, SetStockLevel},
-        values::{Name, PaymentIntentId, Quantity, Sku},
+        values::{LineRequest, Name, PaymentIntentId, Quantity, Sku},
     },
 };
 

@@ -14,7 +14,7 @@ use entity::{
 };
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::{error::Error, inventory::reservations::overdue_holds};
+use crate::{error::Error, inventory::holds::overdue_holds};
 
 /// The batch loaders, sharing one pool.
 pub struct Loaders {
@@ -146,7 +146,7 @@ impl Loader<LapsedHoldsOfLevel> for Loaders {
 
     async fn load(&self, keys: &[LapsedHoldsOfLevel]) -> Result<HashMap<LapsedHoldsOfLevel, i32>, Error> {
         let now = crate::db::now(&self.db).await?;
-        let lapsed = overdue_holds(&self.db, keys.iter().map(|key| key.0), now, None).await?;
+        let lapsed = overdue_holds(&self.db, keys.iter().map(|key| key.0), now, &[]).await?;
         Ok(lapsed
             .into_iter()
             .map(|(level, units)| (LapsedHoldsOfLevel(level), units))

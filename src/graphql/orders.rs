@@ -17,8 +17,8 @@ use super::{
 use crate::{
     error::Error,
     inventory::{
-        placement::{self, LineRequest, PlaceOrder},
-        values::{PaymentIntentId, Quantity, ReservationKey, Sku},
+        placement::PlaceOrder,
+        values::{LineRequest, PaymentIntentId, Quantity, ReservationKey, Sku},
     },
 };
 
@@ -206,6 +206,6 @@ impl OrderMutation {
                 .transpose()?,
             lines: parse_lines(&input.lines)?,
         };
-        Ok(Order(placement::place_order(&state(ctx).db, &order).await?.order))
+        Ok(Order(state(ctx).placements.place(order).await?.order))
     }
 }

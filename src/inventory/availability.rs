@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use entity::{inventory_item, inventory_level, sales_channel, sales_channel_location};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use super::{allocation::available_units, lookup, reservations, values::Sku};
+use super::{allocation::available_units, holds, lookup, values::Sku};
 use crate::{
     db::{self, Database},
     error::{Error, Result},
@@ -57,7 +57,7 @@ pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Res
         .await?;
     // Overdue reservations hold nothing, even before the sweep has marked them EXPIRED.
     let now = db::now(conn).await?;
-    let lapsed = reservations::overdue_holds(conn, levels.iter().map(|level| level.id), now, None).await?;
+    let lapsed = holds::overdue_holds(conn, levels.iter().map(|level| level.id), now, &[]).await?;
     let mut totals: HashMap<&str, (i64, bool)> = HashMap::new();
     for level in &levels {
         let lapsed = lapsed.get(&level.id).copied().unwrap_or_default();

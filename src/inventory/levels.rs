@@ -54,6 +54,14 @@ fn check_bounds(read: &inventory_level::Model, delta: Delta) -> Result<()> {
     Ok(())
 }
 
+/// One order's (or hold's) change of one level, and how the ledger records it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub level_id: i32,
+    pub delta: Delta,
+    pub movement: Movement,
+}
+
 /// Applies `deltas` (by level id) to levels the transaction has locked, each guarded by
 /// the version it read, each with the movement `describe` gives it. Returns the levels as
 /// written, by id.
@@ -63,23 +71,57 @@ pub async fn apply(
     deltas: &BTreeMap<i32, Delta>,
     describe: impl Fn(Delta) -> Movement,
 ) -> Result<HashMap<i32, inventory_level::Model>> {
-    let mut written = Vec::with_capacity(deltas.len());
-    for (&level_id, &delta) in deltas.iter().filter(|(_, delta)| **delta != Delta::default()) {
+    let changes = deltas
+        .iter()
+        .map(|(&level_id, &delta)| Change {
+            level_id,
+            delta,
+            movement: describe(delta),
+        })
+        .collect();
+    let after = apply_changes(txn, locked, changes).await?;
+    Ok(after.into_iter().map(|(_, level)| (level.id, level)).collect())
+}
+
+/// Applies `changes` (in order; several may touch one level) to levels the transaction
+/// has locked. Each level is written once, with the summed delta, guarded by the version
+/// it read; its version rises by one per change, so it keeps counting changes however
+/// they were combined. Each change gets its own ledger movement, with the level as that
+/// change left it. Returns each change's movement with the level as it left it (changes
+/// that change nothing are skipped).
+pub async fn apply_changes(
+    txn: &DatabaseTransaction,
+    locked: &[inventory_level::Model],
+    changes: Vec<Change>,
+) -> Result<Vec<(Movement, inventory_level::Model)>> {
+    let changes: Vec<Change> = changes
+        .into_iter()
+        .filter(|change| change.delta != Delta::default())
+        .collect();
+    let mut totals: BTreeMap<i32, (Delta, i32)> = BTreeMap::new();
+    for change in &changes {
+        let (total, count) = totals.entry(change.level_id).or_default();
+        total.stocked += change.delta.stocked;
+        total.reserved += change.delta.reserved;
+        *count += 1;
+    }
+    let mut running: HashMap<i32, inventory_level::Model> = HashMap::with_capacity(totals.len());
+    for (&level_id, &(total, count)) in &totals {
         let read = locked
             .iter()
             .find(|level| level.id == level_id)
             .ok_or_else(|| Error::Internal(format!("level {level_id} written without its lock")))?;
-        check_bounds(read, delta)?;
-        let level = inventory_level::Entity::update_many()
+        check_bounds(read, total)?;
+        inventory_level::Entity::update_many()
             .col_expr(
                 Level::StockedQuantity,
-                Expr::col(Level::StockedQuantity).add(delta.stocked),
+                Expr::col(Level::StockedQuantity).add(total.stocked),
             )
             .col_expr(
                 Level::ReservedQuantity,
-                Expr::col(Level::ReservedQuantity).add(delta.reserved),
+                Expr::col(Level::ReservedQuantity).add(total.reserved),
             )
-            .col_expr(Level::Version, Expr::col(Level::Version).add(1))
+            .col_expr(Level::Version, Expr::col(Level::Version).add(count))
             .col_expr(Level::UpdatedAt, Expr::value(Utc::now()))
             .filter(Level::Id.eq(level_id))
             .filter(Level::Version.eq(read.version))
@@ -88,8 +130,18 @@ pub async fn apply(
             .pop()
             // Someone wrote the level without holding its lock: start over from a fresh read.
             .ok_or(Error::Contention)?;
-        written.push((describe(delta), level));
+        running.insert(level_id, read.clone());
     }
-    ledger::record(txn, written.iter().map(|(movement, level)| (movement.clone(), level))).await?;
-    Ok(written.into_iter().map(|(_, level)| (level.id, level)).collect())
+    let mut applied = Vec::with_capacity(changes.len());
+    for change in changes {
+        let level = running
+            .get_mut(&change.level_id)
+            .ok_or_else(|| Error::Internal("a change lost its level".into()))?;
+        level.stocked_quantity += change.delta.stocked;
+        level.reserved_quantity += change.delta.reserved;
+        level.version += 1;
+        applied.push((change.movement, level.clone()));
+    }
+    ledger::record(txn, applied.iter().map(|(movement, level)| (movement.clone(), level))).await?;
+    Ok(applied)
 }

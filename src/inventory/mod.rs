@@ -7,9 +7,12 @@
 pub mod allocation;
 pub mod availability;
 pub mod catalog;
+pub mod combiner;
+pub mod holds;
 pub mod ledger;
 pub mod levels;
 pub mod lookup;
+pub mod orders;
 pub mod placement;
 pub mod planning;
 pub mod reservations;

@@ -8,27 +8,22 @@
 //! units back to `reserved_quantity`. Every path locks the reservation row first and then
 //! its levels (in id order), the same order placement uses, so none can deadlock another.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use entity::{
-    reservation, reservation::ReservationStatus, reservation_line, sales_channel, shipping_option,
-    stock_movement::MovementReason,
-};
+use entity::{reservation, reservation::ReservationStatus, reservation_line, stock_movement::MovementReason};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TryInsertResult,
-    sea_query::{Expr, ExprTrait, Query},
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
+    sea_query::{Expr, ExprTrait},
 };
 
 use super::{
     ledger::Movement,
     levels::{self, Delta},
-    lookup,
-    placement::{LineRequest, MAX_LINES},
-    planning::{self, OwnHold},
+    planning::{OwnHold, PlanRequest, Planner},
     values::ReservationKey,
+    values::{LineRequest, MAX_LINES},
 };
 use crate::{
     db::{self, Database},
@@ -65,11 +60,14 @@ pub async fn reserve_stock(db: &Database, cmd: &ReserveStock) -> Result<reservat
 }
 
 async fn reserve_in(txn: &DatabaseTransaction, cmd: &ReserveStock) -> Result<reservation::Model> {
-    lookup::by_id::<sales_channel::Entity>(txn, cmd.sales_channel_id, "sales channel").await?;
-    let shipping = match cmd.shipping_option_id {
-        Some(id) => Some(lookup::by_id::<shipping_option::Entity>(txn, id, "shipping option").await?),
-        None => None,
+    let request = PlanRequest {
+        sales_channel_id: cmd.sales_channel_id,
+        shipping_option_id: cmd.shipping_option_id,
+        lines: &cmd.lines,
     };
+    let requests = [request];
+    let mut planner = Planner::prepare(txn, &requests).await?;
+    planner.check(0)?;
     let now = db::now(txn).await?;
     let row = reservation::ActiveModel {
         key: Set(cmd.key.as_str().to_owned()),
@@ -95,12 +93,13 @@ async fn reserve_in(txn: &DatabaseTransaction, cmd: &ReserveStock) -> Result<res
     if !matches!(inserted, TryInsertResult::Inserted(1)) {
         return Ok(held);
     }
-    let plan = planning::plan(txn, cmd.sales_channel_id, shipping.as_ref(), &cmd.lines, None, now).await?;
+    planner.lock(txn, &requests, &[0], &[None], now).await?;
+    let plan = planner.decide(0, &request, None)?;
     let mut deltas: BTreeMap<i32, Delta> = BTreeMap::new();
     for allocation in &plan.allocations {
         deltas.entry(allocation.level_id).or_default().reserved += allocation.quantity;
     }
-    levels::apply(txn, &plan.locked, &deltas, |delta| {
+    levels::apply(txn, planner.locked(), &deltas, |delta| {
         Movement::reservation(MovementReason::Reservation, delta.reserved, held.id)
     })
     .await?;
@@ -302,34 +301,4 @@ pub async fn release_live_by_key_in(
         )),
         None => Ok(None),
     }
-}
-
-/// Units per level still counted in `reserved_quantity` by ACTIVE reservations that are
-/// past their deadline at `now`: they hold nothing any more, the sweep just has not run
-/// yet. `except` (the reservation an order is committing) is never lapsed to itself.
-pub async fn overdue_holds(
-    conn: &impl ConnectionTrait,
-    level_ids: impl IntoIterator<Item = i32>,
-    now: DateTime<Utc>,
-    except: Option<i32>,
-) -> Result<HashMap<i32, i32>> {
-    let mut overdue = Query::select()
-        .column(reservation::Column::Id)
-        .from(reservation::Entity)
-        .and_where(reservation::Column::Status.eq(ReservationStatus::Active))
-        .and_where(reservation::Column::ExpiresAt.lte(now))
-        .to_owned();
-    if let Some(id) = except {
-        overdue.and_where(reservation::Column::Id.ne(id));
-    }
-    let lines = reservation_line::Entity::find()
-        .filter(reservation_line::Column::InventoryLevelId.is_in(level_ids))
-        .filter(reservation_line::Column::ReservationId.in_subquery(overdue))
-        .all(conn)
-        .await?;
-    let mut held: HashMap<i32, i32> = HashMap::new();
-    for line in lines {
-        *held.entry(line.inventory_level_id).or_default() += line.quantity;
-    }
-    Ok(held)
 }

@@ -124,6 +124,16 @@ impl ReservationKey {
     }
 }
 
+/// Most lines one order or reservation may have.
+pub const MAX_LINES: usize = 100;
+
+/// One requested line of an order or reservation.
+#[derive(Debug, Clone)]
+pub struct LineRequest {
+    pub sku: Sku,
+    pub quantity: Quantity,
+}
+
 /// Checks that an absolute stock level is within `±MAX_STOCK`.
 pub fn check_stock_bounds(quantity: i64, what: &str) -> Result<i32> {
     if quantity.abs() > i64::from(MAX_STOCK) {

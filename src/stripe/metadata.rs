@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use crate::inventory::{
-    placement::{LineRequest, PlaceOrder, RejectedOrder},
-    values::{PaymentIntentId, Quantity, ReservationKey, Sku},
+    orders::RejectedOrder,
+    placement::PlaceOrder,
+    values::{LineRequest, PaymentIntentId, Quantity, ReservationKey, Sku},
 };
 
 #[derive(Deserialize)]

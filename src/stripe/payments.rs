@@ -17,7 +17,10 @@ use super::refunds::Refunds;
 use crate::{
     db::Database,
     error::Result,
-    inventory::placement::{self, PlaceOrder, Placed, RejectedOrder},
+    inventory::{
+        orders::{self as order_rows, Placed, RejectedOrder},
+        placement::{self, PlaceOrder},
+    },
 };
 
 /// The event being processed.
@@ -99,7 +102,7 @@ pub async fn payment_succeeded(
                 if !claim_event(txn, event).await? {
                     return Ok(Outcome::AlreadyProcessed);
                 }
-                Ok(Outcome::Rejected(placement::reject_order_in(txn, rejected).await?))
+                Ok(Outcome::Rejected(order_rows::reject_order_in(txn, rejected).await?))
             })
         })
         .await?;
@@ -116,7 +119,7 @@ pub async fn payment_succeeded(
 /// refund id, or the failure, on the order.
 async fn refund(db: &Database, refunds: &Refunds, order: &orders::Model) -> Result<()> {
     if let Some(outcome) = refunds.refund(&order.payment_intent_id).await {
-        placement::record_refund(db, order.id, &outcome).await?;
+        order_rows::record_refund(db, order.id, &outcome).await?;
     }
     Ok(())
 }

@@ -408,7 +408,7 @@ async fn a_signed_event_the_stripe_sdk_cannot_parse_still_places_the_order() {
 #[tokio::test]
 async fn a_stored_refund_id_is_never_overwritten_by_a_late_failure() {
     use stockroom::inventory::{
-        placement::{self, RejectedOrder},
+        orders::{self, RejectedOrder},
         values::PaymentIntentId,
     };
     on_each_backend_with(with_webhook_secrets, |app| async move {
@@ -423,16 +423,16 @@ async fn a_stored_refund_id_is_never_overwritten_by_a_late_failure() {
         let order = app
             .db()
             .write(&rejected, |txn, rejected| {
-                Box::pin(placement::reject_order_in(txn, rejected))
+                Box::pin(orders::reject_order_in(txn, rejected))
             })
             .await
             .unwrap()
             .order;
         // Two processes retry the same refund; one succeeds, the other's attempt fails late.
-        placement::record_refund(app.db(), order.id, &Ok("re_1".into()))
+        orders::record_refund(app.db(), order.id, &Ok("re_1".into()))
             .await
             .unwrap();
-        placement::record_refund(app.db(), order.id, &Err("connection reset".into()))
+        orders::record_refund(app.db(), order.id, &Err("connection reset".into()))
             .await
             .unwrap();
         let order = order_status(&app, "pi_1").await;
