@@ -3,6 +3,14 @@
 //! A plain (unsalted, fast) hash is enough here because the keys are 256-bit random
 //! values, not passwords: there is no dictionary to attack, and a fast hash lets every
 //! request be checked with one indexed lookup.
+//!
+//! That lookup is cached per process ([`Keys`]): a checkout backend sends the same key
+//! with every order, and during a rush the lookup would be a database round trip per
+//! order for an answer that does not change. The cache holds hashes, never keys, for at
+//! most [`KEY_CACHE_TTL`], and at most [`KEY_CACHE_ENTRIES`] of them; so a key created in
+//! another process may be refused for up to that long if it was tried before it existed.
+
+use std::time::Duration;
 
 use chrono::Utc;
 use entity::api_key;
@@ -56,20 +64,60 @@ fn bearer_token(authorization: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Resolves an `Authorization` header value to a caller.
-pub async fn authenticate(db: &Database, authorization: Option<&str>) -> Result<Caller> {
-    let Some(key) = authorization.and_then(bearer_token) else {
-        return Ok(Caller::Anonymous);
-    };
-    let known = api_key::Entity::find()
-        .filter(api_key::Column::KeyHash.eq(hash(key)))
-        .one(db.conn())
-        .await?;
-    Ok(if known.is_some() {
-        Caller::Admin
-    } else {
-        Caller::Anonymous
-    })
+/// How long a key's verdict is remembered by one process.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Most key verdicts one process remembers (each is a 64-byte hash and a flag).
+pub const KEY_CACHE_ENTRIES: u64 = 10_000;
+
+/// Resolves `Authorization` headers to callers, with a short per-process cache.
+#[derive(Clone)]
+pub struct Keys {
+    db: Database,
+    verdicts: moka::sync::Cache<String, Caller>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("cached", &self.verdicts.entry_count())
+            .finish()
+    }
+}
+
+impl Keys {
+    /// Keys stored in `db`.
+    pub fn new(db: Database) -> Self {
+        Keys {
+            db,
+            verdicts: moka::sync::Cache::builder()
+                .max_capacity(KEY_CACHE_ENTRIES)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+        }
+    }
+
+    /// Resolves an `Authorization` header value to a caller.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller> {
+        let Some(key) = authorization.and_then(bearer_token) else {
+            return Ok(Caller::Anonymous);
+        };
+        let hashed = hash(key);
+        if let Some(caller) = self.verdicts.get(&hashed) {
+            return Ok(caller);
+        }
+        let known = api_key::Entity::find()
+            .filter(api_key::Column::KeyHash.eq(hashed.as_str()))
+            .one(self.db.conn())
+            .await?;
+        let caller = if known.is_some() {
+            Caller::Admin
+        } else {
+            Caller::Anonymous
+        };
+        self.verdicts.insert(hashed, caller);
+        Ok(caller)
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use migration::MigratorTrait;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, IsolationLevel,
+    ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
@@ -41,7 +41,6 @@ pub type TxnFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>
 #[derive(Clone, Debug)]
 pub struct Database {
     conn: DatabaseConnection,
-    lock_timeout: Duration,
     commits: Arc<Notify>,
 }
 
@@ -63,6 +62,25 @@ pub async fn now(conn: &impl ConnectionTrait) -> Result<DateTime<Utc>> {
     Ok(row.try_get::<DateTime<Utc>>("", "now")?)
 }
 
+/// The transaction's `now` ([`now`]), read from the database at most once and only if
+/// something asks: a placement that meets no reservation never needs it.
+#[derive(Debug, Default)]
+pub struct Clock(Option<DateTime<Utc>>);
+
+impl Clock {
+    /// The transaction's `now`, read on first use.
+    pub async fn now(&mut self, conn: &impl ConnectionTrait) -> Result<DateTime<Utc>> {
+        match self.0 {
+            Some(now) => Ok(now),
+            None => {
+                let now = now(conn).await?;
+                self.0 = Some(now);
+                Ok(now)
+            }
+        }
+    }
+}
+
 /// Opens a pool for `config.database_url` (`sqlite://…` or `postgres://…`), tuned for this app.
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     let lock_timeout = config.lock_timeout();
@@ -71,6 +89,18 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
         .max_connections(config.db_pool_size)
         .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms))
         .sqlx_logging(false)
+        // sqlx pings every connection it hands out. That is a round trip per transaction,
+        // but without it the first request on each connection a database restart (or a
+        // proxy) cut would fail before the pool noticed.
+        // Set once per connection rather than by a statement in every transaction: every
+        // lock wait is bounded, and every transaction is READ COMMITTED whatever the
+        // server's default.
+        .map_sqlx_postgres_opts(move |opts| {
+            opts.options([
+                ("lock_timeout", format!("{}ms", lock_timeout.as_millis())),
+                ("default_transaction_isolation", "read committed".to_owned()),
+            ])
+        })
         .map_sqlx_sqlite_opts(move |opts| {
             opts.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -82,11 +112,10 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
 }
 
 impl Database {
-    /// Wraps an open pool; `lock_timeout` bounds every lock wait of a write.
-    pub fn new(conn: DatabaseConnection, lock_timeout: Duration) -> Self {
+    /// Wraps a pool opened by [`connect`] (which bounds its lock waits).
+    pub fn new(conn: DatabaseConnection) -> Self {
         Database {
             conn,
-            lock_timeout,
             commits: Arc::new(Notify::new()),
         }
     }
@@ -154,18 +183,8 @@ impl Database {
                     ..Default::default()
                 })
                 .await?),
-            _ => {
-                let txn = self
-                    .conn
-                    .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
-                    .await?;
-                txn.execute_unprepared(&format!(
-                    "SET LOCAL lock_timeout = '{}ms'",
-                    self.lock_timeout.as_millis()
-                ))
-                .await?;
-                Ok(txn)
-            }
+            // READ COMMITTED and `lock_timeout` come with the connection (see `connect`).
+            _ => Ok(self.conn.begin().await?),
         }
     }
 

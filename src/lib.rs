@@ -38,6 +38,8 @@ pub struct AppState {
     pub events: events::EventHub,
     /// This process's placement queues (group commit; see `inventory::combiner`).
     pub placements: inventory::combiner::Combiner,
+    /// API key verdicts, cached briefly (see `auth`).
+    pub keys: auth::Keys,
 }
 
 impl AppState {
@@ -49,7 +51,7 @@ impl AppState {
 
     /// Migrates an open pool and registers `STOCKROOM_ADMIN_KEY` if set.
     pub async fn from_connection(conn: DatabaseConnection, config: Config) -> anyhow::Result<Self> {
-        let db = Database::new(conn, config.lock_timeout());
+        let db = Database::new(conn);
         db.migrate().await.context("applying migrations")?;
         if let Some(key) = &config.admin_key {
             auth::register_key(&db, "STOCKROOM_ADMIN_KEY", key.expose())
@@ -62,6 +64,7 @@ impl AppState {
             .context("starting the event feed")?;
         Ok(AppState {
             placements: inventory::combiner::Combiner::new(db.clone()),
+            keys: auth::Keys::new(db.clone()),
             db,
             config: Arc::new(config),
             refunds,

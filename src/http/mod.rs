@@ -24,7 +24,7 @@ use tower_http::trace::TraceLayer;
 use self::graphql::MediaType;
 use crate::{
     AppState,
-    auth::{self, Caller},
+    auth::Caller,
     error::Error,
     graphql::{StockroomSchema, build_schema},
     stripe,
@@ -77,7 +77,7 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    let response = match auth::authenticate(&state.app.db, authorization).await {
+    let response = match state.app.keys.authenticate(authorization).await {
         // One GraphQL request multiplexes hundreds of resolver futures in one task. Under
         // tokio's cooperative budget the task would be forced to yield part-way through
         // waking them, and the DataLoader's batch window would close on half a batch.
@@ -129,11 +129,11 @@ fn graphiql_page() -> String {
 /// connection without a valid one is refused before any subscription starts.
 async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
-        let db = state.app.db.clone();
+        let keys = state.app.keys.clone();
         GraphQLWebSocket::new(socket, state.schema, protocol)
             .on_connection_init(move |payload| async move {
                 let authorization = payload.get("authorization").and_then(|value| value.as_str());
-                match auth::authenticate(&db, authorization).await? {
+                match keys.authenticate(authorization).await? {
                     Caller::Admin => {
                         let mut data = Data::default();
                         data.insert(Caller::Admin);

@@ -23,6 +23,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 use tokio::sync::oneshot;
 
 use super::{
@@ -38,6 +40,10 @@ use crate::{
 /// clients needs only a few transactions, small enough to keep each one short.
 pub const MAX_BATCH: usize = 128;
 
+/// Most order lines one transaction places: keeps its multi-row statements far below
+/// PostgreSQL's 65,535 bind parameters (a ledger row takes 10), however large the orders.
+pub const MAX_BATCH_LINES: usize = 2_000;
+
 /// Independent queues, each with at most one transaction in flight.
 pub const LANES: usize = 8;
 
@@ -51,6 +57,8 @@ struct Lane {
     queue: Vec<Pending>,
     /// Whether a task is draining this lane.
     busy: bool,
+    /// Orders in the transaction running now.
+    in_flight: usize,
 }
 
 /// The per-process placement queues; cheap to clone.
@@ -90,16 +98,19 @@ impl Combiner {
             // strand the orders queued behind its own.
             tokio::spawn(self.clone().drain(lane));
         }
-        let placed = verdict
+        verdict
             .await
-            .unwrap_or_else(|_| Err(Error::Internal("the placement queue dropped an order".into())));
-        placement::count(&placed);
-        placed
+            .unwrap_or_else(|_| Err(Error::Internal("the placement queue dropped an order".into())))
     }
 
     /// Orders waiting for a transaction (not counting those in one): for tests and metrics.
     pub fn queued(&self) -> usize {
         (0..LANES).map(|lane| self.lock(lane).queue.len()).sum()
+    }
+
+    /// Orders in a transaction right now.
+    pub fn in_flight(&self) -> usize {
+        (0..LANES).map(|lane| self.lock(lane).in_flight).sum()
     }
 
     fn lock(&self, lane: usize) -> std::sync::MutexGuard<'_, Lane> {
@@ -113,12 +124,32 @@ impl Combiner {
                 let mut queue = self.lock(lane);
                 if queue.queue.is_empty() {
                     queue.busy = false;
+                    queue.in_flight = 0;
                     return;
                 }
-                let take = queue.queue.len().min(MAX_BATCH);
+                let mut lines = 0;
+                let take = queue
+                    .queue
+                    .iter()
+                    .take(MAX_BATCH)
+                    .take_while(|pending| {
+                        lines += pending.order.lines.len();
+                        lines <= MAX_BATCH_LINES
+                    })
+                    .count()
+                    .max(1);
+                queue.in_flight = take;
                 queue.queue.drain(..take).collect()
             };
-            self.run(batch).await;
+            // A panic must not leave the lane marked busy with nobody draining it: the
+            // batch's callers then hear "dropped" (their senders are gone), and the lane
+            // goes on with the next batch.
+            if AssertUnwindSafe(self.run(batch)).catch_unwind().await.is_err() {
+                tracing::error!(
+                    lane,
+                    "a placement batch panicked; its orders were answered with an error"
+                );
+            }
         }
     }
 
@@ -135,21 +166,37 @@ impl Combiner {
             Err(err) if orders.len() == 1 => vec![Err(err)],
             Err(err) => {
                 tracing::warn!(error = %err, orders = orders.len(), "batch placement failed; placing its orders one by one");
-                let mut one_by_one = Vec::with_capacity(orders.len());
-                for order in &orders {
-                    let placed = self
-                        .db
-                        .write(order, |txn, order| Box::pin(placement::place_order_in(txn, order)))
-                        .await;
-                    one_by_one.push(placed);
-                }
-                one_by_one
+                self.one_by_one(&orders).await
             }
         };
         for (reply, verdict) in replies.into_iter().zip(verdicts) {
-            // The caller may have gone away; its order stands either way.
+            // Counted here, not by the caller: the caller may have gone away, and its
+            // order stands (and counts) either way.
+            placement::count(&verdict);
             reply.send(verdict).ok();
         }
+    }
+
+    /// Places the orders of a failed batch each in its own transaction. A transient
+    /// failure (the database unreachable, a lock wait that ran out) would only repeat for
+    /// every order behind it, holding the lane for as many timeouts: from the first one on,
+    /// the rest get the same answer and retry (their PaymentIntents make that safe).
+    async fn one_by_one(&self, orders: &[PlaceOrder]) -> Vec<Result<Placed>> {
+        let mut verdicts: Vec<Result<Placed>> = Vec::with_capacity(orders.len());
+        for order in orders {
+            if let Some(Err(err)) = verdicts.last()
+                && err.is_transient()
+            {
+                verdicts.push(Err(err.clone()));
+                continue;
+            }
+            let placed = self
+                .db
+                .write(order, |txn, order| Box::pin(placement::place_order_in(txn, order)))
+                .await;
+            verdicts.push(placed);
+        }
+        verdicts
     }
 }
 

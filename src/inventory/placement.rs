@@ -47,7 +47,7 @@ use super::{
     values::{LineRequest, MAX_LINES, PaymentIntentId, ReservationKey},
 };
 use crate::{
-    db::{self, Database},
+    db::{Clock, Database},
     error::{Error, Result},
     events::outbox::{self, Backordered},
 };
@@ -154,22 +154,30 @@ pub async fn place_batch_in(txn: &DatabaseTransaction, batch: &[PlaceOrder]) -> 
     }
     to_decide.sort_unstable();
 
-    // Step 3: reservations, locked in key order.
-    let now = db::now(txn).await?;
+    // Step 3: reservations, locked in key order. A key serves the first order naming it
+    // from the reservation's own channel.
+    let mut clock = Clock::default();
     let mut keyed: Vec<(&str, usize)> = to_decide
         .iter()
         .filter_map(|&index| batch[index].reservation_key.as_ref().map(|key| (key.as_str(), index)))
         .collect();
     keyed.sort_unstable();
-    keyed.dedup_by_key(|(key, _)| *key);
     let mut held: Vec<Option<Held>> = vec![None; batch.len()];
+    let mut served: Option<&str> = None;
     for (key, index) in keyed {
+        if served == Some(key) {
+            continue;
+        }
+        let now = clock.now(txn).await?;
         held[index] = reservations::lock_live_by_key(txn, key, batch[index].sales_channel_id, now).await?;
+        if held[index].is_some() {
+            served = Some(key);
+        }
     }
     let own_holds: Vec<Option<OwnHold>> = held.iter().map(|hold| hold.as_ref().map(Held::own_hold)).collect();
 
     // Steps 4 and 5: lock, then decide in arrival order.
-    planner.lock(txn, &requests, &to_decide, &own_holds, now).await?;
+    planner.lock(txn, &requests, &to_decide, &own_holds, &mut clock).await?;
     let mut decided: Vec<(usize, Decision)> = Vec::with_capacity(to_decide.len());
     let mut failed = Vec::new();
     for &index in &to_decide {
@@ -223,7 +231,10 @@ pub async fn place_batch_in(txn: &DatabaseTransaction, batch: &[PlaceOrder]) -> 
                     stock_location_id: allocation.stock_location_id,
                     order_id,
                     quantity: allocation.quantity,
-                    stocked_quantity: stocked_after[&(Some(order_id), allocation.level_id)],
+                    stocked_quantity: stocked_after
+                        .get(&(Some(order_id), allocation.level_id))
+                        .copied()
+                        .unwrap_or_default(),
                     backordered_quantity: allocation.backordered_quantity,
                 });
             }
@@ -243,7 +254,7 @@ pub async fn place_batch_in(txn: &DatabaseTransaction, batch: &[PlaceOrder]) -> 
     outbox::append(txn, events).await?;
 
     for (index, _) in &decided {
-        verdicts[*index] = Some(Ok(claimed[batch[*index].payment_intent_id.as_str()].clone()));
+        verdicts[*index] = claimed.get(batch[*index].payment_intent_id.as_str()).cloned().map(Ok);
     }
     for (index, first) in repeats {
         verdicts[index] = Some(match &verdicts[first] {

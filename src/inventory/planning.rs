@@ -20,7 +20,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
 use entity::{
     inventory_item, inventory_level, reservation_line, sales_channel, sales_channel_location, shipping_option,
 };
@@ -31,7 +30,10 @@ use super::{
     holds, levels,
     values::LineRequest,
 };
-use crate::error::{Error, Result};
+use crate::{
+    db::Clock,
+    error::{Error, Result},
+};
 
 /// The hold a request is committing: the reservation's id and its lines, in the order held.
 #[derive(Debug, Clone, Copy)]
@@ -121,48 +123,39 @@ impl Planner {
             .iter()
             .map(|request| candidate_locations(request, &channels, &mapped, &shipping))
             .collect();
-        let mut planner = Planner {
+        Ok(Planner {
             locations,
             items,
             locked: Vec::new(),
             free: HashMap::new(),
-        };
-        for (index, request) in requests.iter().enumerate() {
-            if let Err(err) = planner.check_items(index, request) {
-                planner.locations[index] = Err(err);
-            }
-        }
-        Ok(planner)
+        })
     }
 
-    /// Whether request `index` named only things that exist (and a shipping option its
-    /// channel sells from); if not, the error it fails with.
+    /// Whether request `index` names a channel (and shipping option) that exist, the
+    /// option at a location the channel sells from; if not, the error it fails with. (Its
+    /// skus are checked by [`Planner::decide`], after the caller's claim: a repeated
+    /// order is answered with the order it made, whatever else it says.)
     pub fn check(&self, index: usize) -> Result<()> {
         self.locations[index].as_ref().map(|_| ()).map_err(Clone::clone)
     }
 
-    fn check_items(&self, index: usize, request: &PlanRequest<'_>) -> Result<()> {
-        self.check(index)?;
-        match request
-            .lines
-            .iter()
-            .find(|line| !self.items.contains_key(line.sku.as_str()))
-        {
-            Some(line) => Err(Error::not_found(format!("inventory item {}", line.sku))),
-            None => Ok(()),
-        }
+    fn item_id(&self, sku: &str) -> Result<i32> {
+        self.items
+            .get(sku)
+            .map(|item| item.id)
+            .ok_or_else(|| Error::not_found(format!("inventory item {sku}")))
     }
 
     /// Locks every level the requests `to_decide` (which passed [`Planner::check`]) may
     /// touch, plus the levels of their `holds` (aligned with `requests`), and reads their
-    /// free stock at `now`.
+    /// free stock at the transaction's `now`.
     pub async fn lock(
         &mut self,
         txn: &DatabaseTransaction,
         requests: &[PlanRequest<'_>],
         to_decide: &[usize],
         holds: &[Option<OwnHold<'_>>],
-        now: DateTime<Utc>,
+        clock: &mut Clock,
     ) -> Result<()> {
         let mut item_ids = HashSet::new();
         let mut location_ids = HashSet::new();
@@ -173,7 +166,7 @@ impl Planner {
                     requests[index]
                         .lines
                         .iter()
-                        .map(|line| self.items[line.sku.as_str()].id),
+                        .filter_map(|line| self.item_id(line.sku.as_str()).ok()),
                 );
             }
         }
@@ -196,8 +189,20 @@ impl Planner {
                 .add(inventory_level::Column::Id.is_in(held_level_ids)),
         )
         .await?;
-        let committing: Vec<i32> = holds.iter().map(|hold| hold.reservation_id).collect();
-        let lapsed = holds::overdue_holds(txn, self.locked.iter().map(|level| level.id), now, &committing).await?;
+        // Only a level with units reserved can have lapsed holds: in a rush without
+        // reservations this skips a statement (and the clock) altogether.
+        let reserved: Vec<i32> = self
+            .locked
+            .iter()
+            .filter(|level| level.reserved_quantity != 0)
+            .map(|level| level.id)
+            .collect();
+        let lapsed = if reserved.is_empty() {
+            HashMap::new()
+        } else {
+            let committing: Vec<i32> = holds.iter().map(|hold| hold.reservation_id).collect();
+            holds::overdue_holds(txn, reserved, clock.now(txn).await?, &committing).await?
+        };
         self.free = self
             .locked
             .iter()
@@ -223,6 +228,11 @@ impl Planner {
         own_hold: Option<OwnHold<'_>>,
     ) -> Result<Decision> {
         let locations = self.locations[index].as_ref().map_err(Clone::clone)?;
+        let item_ids = request
+            .lines
+            .iter()
+            .map(|line| self.item_id(line.sku.as_str()))
+            .collect::<Result<Vec<i32>>>()?;
         let own_lines = own_hold.map(|hold| hold.lines).unwrap_or_default();
         let mut own_units: HashMap<i32, i64> = HashMap::new();
         for line in own_lines {
@@ -231,16 +241,15 @@ impl Planner {
         let candidate = |level: &inventory_level::Model| Candidate {
             level_id: level.id,
             stock_location_id: level.stock_location_id,
-            free: self.free[&level.id] + own_units.get(&level.id).copied().unwrap_or_default(),
+            free: self.free.get(&level.id).copied().unwrap_or_default()
+                + own_units.get(&level.id).copied().unwrap_or_default(),
             allow_backorder: level.allow_backorder,
         };
-        let mut item_ids = Vec::with_capacity(request.lines.len());
         let lines: Vec<LineCandidates> = request
             .lines
             .iter()
-            .map(|line| {
-                let item_id = self.items[line.sku.as_str()].id;
-                item_ids.push(item_id);
+            .zip(&item_ids)
+            .map(|(line, &item_id)| {
                 let mut held_levels: Vec<i32> = Vec::new();
                 for held in own_lines.iter().filter(|held| held.sku == line.sku.as_str()) {
                     if !held_levels.contains(&held.inventory_level_id) {

@@ -68,7 +68,8 @@ async fn reserve_in(txn: &DatabaseTransaction, cmd: &ReserveStock) -> Result<res
     let requests = [request];
     let mut planner = Planner::prepare(txn, &requests).await?;
     planner.check(0)?;
-    let now = db::now(txn).await?;
+    let mut clock = db::Clock::default();
+    let now = clock.now(txn).await?;
     let row = reservation::ActiveModel {
         key: Set(cmd.key.as_str().to_owned()),
         sales_channel_id: Set(cmd.sales_channel_id),
@@ -93,7 +94,7 @@ async fn reserve_in(txn: &DatabaseTransaction, cmd: &ReserveStock) -> Result<res
     if !matches!(inserted, TryInsertResult::Inserted(1)) {
         return Ok(held);
     }
-    planner.lock(txn, &requests, &[0], &[None], now).await?;
+    planner.lock(txn, &requests, &[0], &[None], &mut clock).await?;
     let plan = planner.decide(0, &request, None)?;
     let mut deltas: BTreeMap<i32, Delta> = BTreeMap::new();
     for allocation in &plan.allocations {

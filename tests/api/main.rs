@@ -8,6 +8,7 @@ mod helpers;
 
 mod catalog;
 mod events;
+mod flash_sale;
 mod graphql_http;
 mod n_plus_one;
 mod placement;

@@ -66,12 +66,22 @@ impl Server {
             child.stderr.take().unwrap().read_to_string(&mut stderr).await.ok();
             panic!("the server exited before serving: {banner:?}\n{stderr}");
         };
+        // Keep reading what it prints, so that it never writes into a full or closed pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                eprintln!("stockroom: {line}");
+            }
+        });
         Server { child, addr, banner }
     }
 
     /// `GET path` over plain HTTP/1.1: status and body.
     async fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(&self.addr).await.unwrap();
+        let mut stream = TcpStream::connect(&self.addr)
+            .await
+            .unwrap_or_else(|err| panic!("{} refused a connection ({err}); see its stderr above", self.addr));
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
             self.addr
