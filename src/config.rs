@@ -91,6 +91,12 @@ pub struct Config {
     #[arg(long, env = "STOCKROOM_MAX_BODY_BYTES", default_value_t = 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
     pub max_body_bytes: u64,
+
+    /// Placement queues per process (1 to 64): each has one transaction in flight, into
+    /// which the orders that queued meanwhile are combined (see `inventory::combiner`).
+    #[arg(long, env = "STOCKROOM_PLACEMENT_LANES", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub placement_lanes: u64,
 }
 
 impl Config {
@@ -114,6 +120,7 @@ impl Config {
             event_poll_ms: 500,
             db_pool_size: 20,
             max_body_bytes: 1024 * 1024,
+            placement_lanes: 4,
         }
     }
 }

@@ -63,7 +63,7 @@ impl AppState {
             .await
             .context("starting the event feed")?;
         Ok(AppState {
-            placements: inventory::combiner::Combiner::new(db.clone()),
+            placements: inventory::combiner::Combiner::new(db.clone(), config.placement_lanes as usize),
             keys: auth::Keys::new(db.clone()),
             db,
             config: Arc::new(config),

@@ -1,5 +1,8 @@
 //! Set-up shared by the benches: a scratch PostgreSQL database and a one-location shop.
 
+// Each bench binary includes this module and uses a part of it.
+#![allow(dead_code)]
+
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use stockroom::{
     AppState, Config,
@@ -21,12 +24,17 @@ pub struct ScratchDatabase {
 
 impl ScratchDatabase {
     pub async fn create() -> ScratchDatabase {
+        Self::create_named("main").await
+    }
+
+    /// Like [`Self::create`], with `tag` in the name (several per run).
+    pub async fn create_named(tag: &str) -> ScratchDatabase {
         let admin_url =
             std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let admin = sea_orm::Database::connect(&admin_url)
             .await
             .expect("PostgreSQL at TEST_DATABASE_URL");
-        let name = format!("stockroom_bench_{}", std::process::id());
+        let name = format!("stockroom_bench_{}_{tag}", std::process::id());
         admin
             .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
             .await

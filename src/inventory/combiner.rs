@@ -8,8 +8,10 @@
 //! by the same placement function (`placement::place_batch_in`). A lone order finds the
 //! queue idle and goes at once.
 //!
-//! Orders are spread over [`LANES`] independent queues by their first sku, so orders for
-//! different hot skus still run in parallel while each hot sku's orders combine. Nothing
+//! Orders are spread over a few independent queues ("lanes", `STOCKROOM_PLACEMENT_LANES`)
+//! by their first sku, so orders for different skus still run in parallel while each hot
+//! sku's orders combine. Few lanes, because the win is in the combining: with many, orders
+//! for many skus spread so thin that each transaction carries one order again. Nothing
 //! depends on the combining for correctness: every batch takes the same row locks and
 //! version guards as a single order, across processes too.
 //!
@@ -44,9 +46,6 @@ pub const MAX_BATCH: usize = 128;
 /// PostgreSQL's 65,535 bind parameters (a ledger row takes 10), however large the orders.
 pub const MAX_BATCH_LINES: usize = 2_000;
 
-/// Independent queues, each with at most one transaction in flight.
-pub const LANES: usize = 8;
-
 struct Pending {
     order: PlaceOrder,
     reply: oneshot::Sender<Result<Placed>>,
@@ -75,18 +74,18 @@ impl std::fmt::Debug for Combiner {
 }
 
 impl Combiner {
-    /// Queues placing through `db`.
-    pub fn new(db: Database) -> Self {
+    /// `lanes` queues placing through `db`.
+    pub fn new(db: Database, lanes: usize) -> Self {
         Combiner {
             db,
-            lanes: (0..LANES).map(|_| Mutex::new(Lane::default())).collect(),
+            lanes: (0..lanes.max(1)).map(|_| Mutex::new(Lane::default())).collect(),
         }
     }
 
     /// Places `order`, combined with whatever other orders are waiting in its lane.
     pub async fn place(&self, order: PlaceOrder) -> Result<Placed> {
         order.validate()?;
-        let lane = lane_of(&order);
+        let lane = lane_of(&order, self.lanes.len());
         let (reply, verdict) = oneshot::channel();
         let start = {
             let mut queue = self.lock(lane);
@@ -105,12 +104,12 @@ impl Combiner {
 
     /// Orders waiting for a transaction (not counting those in one): for tests and metrics.
     pub fn queued(&self) -> usize {
-        (0..LANES).map(|lane| self.lock(lane).queue.len()).sum()
+        (0..self.lanes.len()).map(|lane| self.lock(lane).queue.len()).sum()
     }
 
     /// Orders in a transaction right now.
     pub fn in_flight(&self) -> usize {
-        (0..LANES).map(|lane| self.lock(lane).in_flight).sum()
+        (0..self.lanes.len()).map(|lane| self.lock(lane).in_flight).sum()
     }
 
     fn lock(&self, lane: usize) -> std::sync::MutexGuard<'_, Lane> {
@@ -201,8 +200,8 @@ impl Combiner {
 }
 
 /// The lane of an order: by its first sku, so one sku's orders always meet in one queue.
-fn lane_of(order: &PlaceOrder) -> usize {
+fn lane_of(order: &PlaceOrder, lanes: usize) -> usize {
     let mut hasher = DefaultHasher::new();
     order.lines.first().map(|line| line.sku.as_str()).hash(&mut hasher);
-    (hasher.finish() % LANES as u64) as usize
+    (hasher.finish() % lanes as u64) as usize
 }
