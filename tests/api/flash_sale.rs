@@ -332,3 +332,26 @@ async fn a_batch_whose_transaction_is_killed_places_every_order_exactly_once() {
     assert_eq!(app.count("stock_movement WHERE reason = 'ORDER'").await, 11);
     app.assert_ledger_matches_levels().await;
 }
+
+#[tokio::test]
+async fn a_repeated_payment_intent_answers_with_its_order_whatever_else_it_names() {
+    on_each_backend(|app| async move {
+        let (location, channel) = hot_shop(&app, 5, false).await;
+        let first = place(app.client(), "pi_1", channel, units("HOT", 2)).await;
+        let again = place(
+            app.client(),
+            "pi_1",
+            channel,
+            json!([{ "sku": "HOT", "quantity": 1 }, { "sku": "NOPE", "quantity": 1 }]),
+        )
+        .await;
+        assert_eq!(again.data()["placeOrder"]["id"], first.data()["placeOrder"]["id"]);
+        assert_eq!(
+            app.level("HOT", location).await.stocked_quantity,
+            3,
+            "stock was taken once"
+        );
+        assert_eq!(app.count("orders").await, 1);
+    })
+    .await;
+}
