@@ -13,6 +13,8 @@
 
 use std::collections::HashMap;
 
+use sea_orm::DatabaseBackend;
+
 use super::values::{MAX_STOCK, Quantity, Sku};
 use crate::error::{Error, Result};
 
@@ -22,6 +24,17 @@ use crate::error::{Error, Result};
 /// Computed in `i64`: `stocked - reserved` of two `i32`s can leave the `i32` range.
 pub fn free_units(stocked: i32, reserved: i32, lapsed: i32) -> i64 {
     i64::from(stocked) - (i64::from(reserved) - i64::from(lapsed))
+}
+
+/// [`available_units`] as a SQL expression over the given column expressions, for
+/// statements that sum it in the database (storefront `availability`). Kept here, beside
+/// the Rust form, and tested against it, so the rule has one home.
+pub fn available_units_sql(backend: DatabaseBackend, stocked: &str, reserved: &str, lapsed: &str) -> String {
+    let greatest = match backend {
+        DatabaseBackend::Sqlite => "MAX",
+        _ => "GREATEST",
+    };
+    format!("{greatest}(CAST({stocked} AS BIGINT) - (CAST({reserved} AS BIGINT) - CAST({lapsed} AS BIGINT)), 0)")
 }
 
 /// What a storefront or dashboard shows as available: free units, never negative.

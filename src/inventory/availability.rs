@@ -1,15 +1,21 @@
 //! What a storefront may show: units available per sku over a channel's locations.
 //!
 //! A read, not a promise: placement re-checks under row locks. Levels are summed as
-//! each level's `available` ([`available_units`], the one rule every reader uses), so one
-//! backordered location never hides stock at another, and the result is never negative.
+//! each level's `available` ([`available_units_sql`], the SQL form of the one rule every
+//! reader uses), so one backordered location never hides stock at another, and the
+//! result is never negative.
+//!
+//! One statement answers the whole question (items ⋈ levels ⋈ the channel's mappings,
+//! minus lapsed holds, grouped by sku): it is the read storefronts make on every page, and
+//! hardest exactly while a drop sells out. It reads one committed state (one statement is
+//! one snapshot), so it never shows more than was unsold at that moment. A sentinel row
+//! says whether the channel exists, so an unknown channel costs no second round trip.
 
 use std::collections::HashMap;
 
-use entity::{inventory_item, inventory_level, sales_channel, sales_channel_location};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
 
-use super::{allocation::available_units, holds, lookup, values::Sku};
+use super::{allocation::available_units_sql, values::Sku};
 use crate::{
     db::{self, Database},
     error::{Error, Result},
@@ -29,41 +35,82 @@ pub struct SkuAvailability {
     pub backorderable: bool,
 }
 
+/// The statement for `skus` skus. Bind parameters: the channel, then (SQLite only) the
+/// clock, then the skus. PostgreSQL's `now()` is the statement's own transaction start.
+fn statement(backend: DatabaseBackend, skus: usize) -> String {
+    let placeholder = |n: usize| match backend {
+        DatabaseBackend::Postgres => format!("${n}"),
+        // Numbered, because the channel is used twice and the clock comes first in the text.
+        _ => format!("?{n}"),
+    };
+    let channel = placeholder(1);
+    let (now, first_sku) = match backend {
+        DatabaseBackend::Postgres => ("now()".to_owned(), 2),
+        _ => (placeholder(2), 3),
+    };
+    let sku_list = (first_sku..first_sku + skus)
+        .map(placeholder)
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Lapsed holds are only looked up for levels that hold anything.
+    let lapsed = format!(
+        "CASE WHEN l.reserved_quantity = 0 THEN 0 ELSE COALESCE((
+            SELECT SUM(rl.quantity) FROM reservation_line rl
+            JOIN reservation r ON r.id = rl.reservation_id
+            WHERE rl.inventory_level_id = l.id AND r.status = 'ACTIVE' AND r.expires_at <= {now}), 0) END"
+    );
+    let available = available_units_sql(backend, "l.stocked_quantity", "l.reserved_quantity", &lapsed);
+    let any_backorder = match backend {
+        DatabaseBackend::Postgres => "BOOL_OR(l.allow_backorder)",
+        _ => "MAX(l.allow_backorder)",
+    };
+    format!(
+        "SELECT i.sku AS sku, CAST(SUM({available}) AS BIGINT) AS available, {any_backorder} AS backorderable
+         FROM sales_channel_location m
+         JOIN inventory_level l ON l.stock_location_id = m.stock_location_id
+         JOIN inventory_item i ON i.id = l.inventory_item_id
+         WHERE m.sales_channel_id = {channel} AND i.sku IN ({sku_list})
+         GROUP BY i.sku
+         UNION ALL
+         SELECT NULL, NULL, NULL FROM sales_channel WHERE id = {channel}"
+    )
+}
+
 /// Availability of `skus` (in the order asked) through `channel_id`'s mapped locations.
 pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Result<Vec<SkuAvailability>> {
     if skus.len() > MAX_SKUS {
         return Err(Error::bad_input(format!("at most {MAX_SKUS} skus per call")));
     }
     let conn = db.conn();
-    lookup::by_id::<sales_channel::Entity>(conn, channel_id, "sales channel").await?;
-    let location_ids: Vec<i32> = sales_channel_location::Entity::find()
-        .filter(sales_channel_location::Column::SalesChannelId.eq(channel_id))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|mapping| mapping.stock_location_id)
-        .collect();
+    let backend = db.backend();
     // A malformed sku cannot name an item: it is simply unknown, like any other.
-    let valid_skus = skus.iter().filter(|sku| Sku::parse(sku).is_ok());
-    let items = inventory_item::Entity::find()
-        .filter(inventory_item::Column::Sku.is_in(valid_skus))
-        .all(conn)
+    let valid: Vec<&String> = skus.iter().filter(|sku| Sku::parse(sku).is_ok()).collect();
+    let mut values: Vec<Value> = vec![channel_id.into()];
+    if backend != DatabaseBackend::Postgres {
+        values.push(db::now(conn).await?.into());
+    }
+    values.extend(valid.iter().map(|sku| Value::from(sku.as_str())));
+    if valid.is_empty() {
+        values.push(Value::from(None::<String>));
+    }
+    let sql = statement(backend, valid.len().max(1));
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
-    let sku_of_item: HashMap<i32, &str> = items.iter().map(|item| (item.id, item.sku.as_str())).collect();
-    let levels = inventory_level::Entity::find()
-        .filter(inventory_level::Column::InventoryItemId.is_in(sku_of_item.keys().copied()))
-        .filter(inventory_level::Column::StockLocationId.is_in(location_ids))
-        .all(conn)
-        .await?;
-    // Overdue reservations hold nothing, even before the sweep has marked them EXPIRED.
-    let now = db::now(conn).await?;
-    let lapsed = holds::overdue_holds(conn, levels.iter().map(|level| level.id), now, &[]).await?;
-    let mut totals: HashMap<&str, (i64, bool)> = HashMap::new();
-    for level in &levels {
-        let lapsed = lapsed.get(&level.id).copied().unwrap_or_default();
-        let entry = totals.entry(sku_of_item[&level.inventory_item_id]).or_default();
-        entry.0 += i64::from(available_units(level.stocked_quantity, level.reserved_quantity, lapsed));
-        entry.1 |= level.allow_backorder;
+    let mut channel_found = false;
+    let mut totals: HashMap<String, (i64, bool)> = HashMap::new();
+    for row in rows {
+        match row.try_get::<Option<String>>("", "sku")? {
+            None => channel_found = true,
+            Some(sku) => {
+                let available = row.try_get::<Option<i64>>("", "available")?.unwrap_or_default();
+                let backorderable = row.try_get::<Option<bool>>("", "backorderable")?.unwrap_or_default();
+                totals.insert(sku, (available, backorderable));
+            }
+        }
+    }
+    if !channel_found {
+        return Err(Error::not_found(format!("sales channel {channel_id}")));
     }
     Ok(skus
         .iter()
