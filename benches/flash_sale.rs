@@ -19,24 +19,18 @@
 mod common;
 
 use std::{
-    collections::BTreeMap,
-    process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use common::ScratchDatabase;
-use hdrhistogram::Histogram;
+use common::{
+    ScratchDatabase,
+    load::{Run, drive, gql, start_server, try_gql, write_benchmarks_section},
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use sea_orm::sqlx::{self, PgPool, Row as _, postgres::PgPoolOptions};
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::Command,
-    sync::Mutex,
-};
 
-const ADMIN_KEY: &str = "srk_flash_sale_bench_key";
 const STOCK: i32 = 100_000_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,75 +68,6 @@ impl Scenario {
 }
 
 /// What one measured run produced.
-#[derive(Default)]
-struct Run {
-    orders_per_s: f64,
-    p50_ms: f64,
-    p95_ms: f64,
-    p99_ms: f64,
-    errors: BTreeMap<String, u64>,
-}
-
-fn latency_run(histogram: &Histogram<u64>, completed: u64, elapsed: Duration, errors: BTreeMap<String, u64>) -> Run {
-    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-    Run {
-        orders_per_s: completed as f64 / elapsed.as_secs_f64(),
-        p50_ms: ms(0.50),
-        p95_ms: ms(0.95),
-        p99_ms: ms(0.99),
-        errors,
-    }
-}
-
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
-}
-
-/// The server under test: the release binary, on its own scratch database.
-struct Server {
-    _child: tokio::process::Child,
-    url: String,
-}
-
-async fn start_server(database_url: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stockroom"))
-        .env("DATABASE_URL", database_url)
-        .env("STOCKROOM_ADDR", "127.0.0.1:0")
-        .env("STOCKROOM_ADMIN_KEY", ADMIN_KEY)
-        .env("STOCKROOM_DEMO", "0")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the stockroom binary");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read stdout")
-            .expect("the server exited");
-        if let Some(rest) = line.split("http://").nth(1) {
-            break format!("http://{}", rest.trim());
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server { _child: child, url }
-}
-
-async fn gql(http: &reqwest::Client, url: &str, query: &str, variables: Value) -> Value {
-    http.post(url)
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("JSON")
-}
-
 /// Creates a location, a channel and `skus` items with ample stock; returns the channel id.
 async fn shop(http: &reqwest::Client, url: &str, skus: usize) -> String {
     let id = |v: &Value, field: &str| v["data"][field]["id"].as_str().expect("an id").to_owned();
@@ -202,135 +127,73 @@ async fn run_http(url: &str, channel: &str, scenario: Scenario, clients: usize, 
         .pool_max_idle_per_host(clients)
         .build()
         .expect("client");
-    let merged = Arc::new(Mutex::new((new_histogram(), 0u64, BTreeMap::<String, u64>::new())));
-    let start = Instant::now();
-    let deadline = start + duration;
-    let tasks: Vec<_> = (0..clients)
-        .map(|client| {
-            let (http, url, channel, merged, tag) = (
-                http.clone(),
-                url.to_owned(),
-                channel.to_owned(),
-                merged.clone(),
-                tag.to_owned(),
-            );
-            tokio::spawn(async move {
-                let mut histogram = new_histogram();
-                let (mut done, mut errors) = (0u64, BTreeMap::<String, u64>::new());
-                let mut n = client as u64 * 1_000_000_007;
-                while Instant::now() < deadline {
-                    n += 1;
-                    let lines: Vec<Value> = scenario
-                        .lines(n)
-                        .into_iter()
-                        .map(|sku| json!({ "sku": format!("FLASH-{sku}"), "quantity": 1 }))
-                        .collect();
-                    let variables = json!({ "pi": format!("pi_{tag}_{client}_{n}"), "c": channel, "lines": lines });
-                    let began = Instant::now();
-                    let answer = http
-                        .post(&url)
-                        .bearer_auth(ADMIN_KEY)
-                        .json(&json!({ "query": PLACE, "variables": variables }))
-                        .send()
-                        .await;
-                    let code = match answer {
-                        Ok(response) => match response.json::<Value>().await {
-                            Ok(body) => body["errors"][0]["extensions"]["code"].as_str().map(str::to_owned),
-                            Err(_) => Some("UNREADABLE".to_owned()),
-                        },
-                        Err(_) => Some("HTTP".to_owned()),
-                    };
-                    histogram.saturating_record(began.elapsed().as_micros() as u64);
-                    match code {
-                        None => done += 1,
-                        Some(code) => *errors.entry(code).or_default() += 1,
-                    }
-                }
-                let mut merged = merged.lock().await;
-                merged.0.add(&histogram).ok();
-                merged.1 += done;
-                for (code, count) in errors {
-                    *merged.2.entry(code).or_default() += count;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("client task");
-    }
-    let elapsed = start.elapsed();
-    let merged = merged.lock().await;
-    latency_run(&merged.0, merged.1, elapsed, merged.2.clone())
+    let (url, channel, tag) = (url.to_owned(), channel.to_owned(), tag.to_owned());
+    drive(clients, duration, move |client, n| {
+        let (http, url, channel, tag) = (http.clone(), url.clone(), channel.clone(), tag.clone());
+        async move {
+            let lines: Vec<Value> = scenario
+                .lines(client as u64 * 1_000_000_007 + n)
+                .into_iter()
+                .map(|sku| json!({ "sku": format!("FLASH-{sku}"), "quantity": 1 }))
+                .collect();
+            let variables = json!({ "pi": format!("pi_{tag}_{client}_{n}"), "c": channel, "lines": lines });
+            try_gql(&http, &url, PLACE, variables).await.map(|_| ())
+        }
+    })
+    .await
 }
 
 /// The bare SQL of one order per transaction (what `../shared/bench/place.sql` runs).
 async fn run_bare(pool: &PgPool, scenario: Scenario, clients: usize, duration: Duration) -> Run {
-    let merged = Arc::new(Mutex::new((new_histogram(), 0u64)));
-    let start = Instant::now();
-    let deadline = start + duration;
-    let tasks: Vec<_> = (0..clients)
-        .map(|client| {
-            let (pool, merged) = (pool.clone(), merged.clone());
-            tokio::spawn(async move {
-                let mut histogram = new_histogram();
-                let mut done = 0u64;
-                let mut n = client as u64 * 1_000_000_007;
-                while Instant::now() < deadline {
-                    n += 1;
-                    let began = Instant::now();
-                    let mut levels: Vec<i64> = scenario.lines(n).into_iter().map(|sku| sku as i64 + 1).collect();
-                    levels.sort_unstable();
-                    let mut txn = pool.begin().await.expect("begin");
-                    let order: i64 = sqlx::query_scalar(
-                        "INSERT INTO orders(payment_intent_id, status) VALUES ($1, 'PLACED') RETURNING id",
-                    )
-                    .bind(format!("pi_bare_{client}_{n}_{}", start.elapsed().as_nanos()))
+    let pool = pool.clone();
+    let run = Instant::now();
+    drive(clients, duration, move |client, n| {
+        let pool = pool.clone();
+        async move {
+            let mut levels: Vec<i64> = scenario
+                .lines(client as u64 * 1_000_000_007 + n)
+                .into_iter()
+                .map(|sku| sku as i64 + 1)
+                .collect();
+            levels.sort_unstable();
+            let mut txn = pool.begin().await.map_err(|err| err.to_string())?;
+            let order: i64 =
+                sqlx::query_scalar("INSERT INTO orders(payment_intent_id, status) VALUES ($1, 'PLACED') RETURNING id")
+                    .bind(format!("pi_bare_{client}_{n}_{}", run.elapsed().as_nanos()))
                     .fetch_one(&mut *txn)
                     .await
-                    .expect("insert order");
-                    for level in levels {
-                        let row = sqlx::query("SELECT stocked, version FROM levels WHERE id = $1 FOR UPDATE")
-                            .bind(level)
-                            .fetch_one(&mut *txn)
-                            .await
-                            .expect("lock");
-                        let (stocked, version): (i32, i32) = (row.get(0), row.get(1));
-                        sqlx::query("UPDATE levels SET stocked = stocked - 1, version = version + 1 WHERE id = $1 AND version = $2")
-                            .bind(level)
-                            .bind(version)
-                            .execute(&mut *txn)
-                            .await
-                            .expect("update");
-                        sqlx::query("INSERT INTO lines(order_id, level_id, quantity) VALUES ($1, $2, 1)")
-                            .bind(order)
-                            .bind(level)
-                            .execute(&mut *txn)
-                            .await
-                            .expect("line");
-                        sqlx::query("INSERT INTO ledger(level_id, delta, order_id, resulting) VALUES ($1, -1, $2, $3)")
-                            .bind(level)
-                            .bind(order)
-                            .bind(stocked - 1)
-                            .execute(&mut *txn)
-                            .await
-                            .expect("ledger");
-                    }
-                    txn.commit().await.expect("commit");
-                    histogram.saturating_record(began.elapsed().as_micros() as u64);
-                    done += 1;
-                }
-                let mut merged = merged.lock().await;
-                merged.0.add(&histogram).ok();
-                merged.1 += done;
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("bare task");
-    }
-    let elapsed = start.elapsed();
-    let merged = merged.lock().await;
-    latency_run(&merged.0, merged.1, elapsed, BTreeMap::new())
+                    .map_err(|err| err.to_string())?;
+            for level in levels {
+                let row = sqlx::query("SELECT stocked, version FROM levels WHERE id = $1 FOR UPDATE")
+                    .bind(level)
+                    .fetch_one(&mut *txn)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                let (stocked, version): (i32, i32) = (row.get(0), row.get(1));
+                sqlx::query("UPDATE levels SET stocked = stocked - 1, version = version + 1 WHERE id = $1 AND version = $2")
+                    .bind(level)
+                    .bind(version)
+                    .execute(&mut *txn)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                sqlx::query("INSERT INTO lines(order_id, level_id, quantity) VALUES ($1, $2, 1)")
+                    .bind(order)
+                    .bind(level)
+                    .execute(&mut *txn)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                sqlx::query("INSERT INTO ledger(level_id, delta, order_id, resulting) VALUES ($1, -1, $2, $3)")
+                    .bind(level)
+                    .bind(order)
+                    .bind(stocked - 1)
+                    .execute(&mut *txn)
+                    .await
+                    .map_err(|err| err.to_string())?;
+            }
+            txn.commit().await.map_err(|err| err.to_string())
+        }
+    })
+    .await
 }
 
 /// The naive read-then-write on a level of `units` stock, each client buying until it
@@ -477,7 +340,10 @@ async fn main() {
 
     let table = render(&rows, &checks, seconds);
     println!("{table}");
-    write_benchmarks(&table);
+    write_benchmarks_section(
+        "flash_sale",
+        &format!("{table}\n![orders/s and p99 against clients](docs/flash_sale.svg)"),
+    );
     chart(&rows, "docs/flash_sale.svg");
     println!("chart: docs/flash_sale.svg");
 }
@@ -490,28 +356,19 @@ fn render(rows: &[Cell], checks: &[String], seconds: u64) -> String {
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
     for row in rows {
-        let errors = if row.ours.errors.is_empty() {
-            "0".to_owned()
-        } else {
-            row.ours
-                .errors
-                .iter()
-                .map(|(code, n)| format!("{code} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let errors = row.ours.errors_text();
         out += &format!(
             "| {} | {} | {:.0} | {:.1} / {:.1} / {:.1} | {} | {:.0} | {:.1} | {:.2} | {} |\n",
             row.scenario.name(),
             row.clients,
-            row.ours.orders_per_s,
+            row.ours.per_s,
             row.ours.p50_ms,
             row.ours.p95_ms,
             row.ours.p99_ms,
             errors,
-            row.bare.orders_per_s,
+            row.bare.per_s,
             row.bare.p99_ms,
-            row.ours.orders_per_s / row.bare.orders_per_s,
+            row.ours.per_s / row.bare.per_s,
             row.naive_oversold.map_or("–".to_owned(), |n| format!("{n} of 100")),
         );
     }
@@ -520,21 +377,6 @@ fn render(rows: &[Cell], checks: &[String], seconds: u64) -> String {
         out += &format!("- {check}\n");
     }
     out
-}
-
-const BEGIN: &str = "<!-- flash_sale:begin -->";
-const END: &str = "<!-- flash_sale:end -->";
-
-/// Replaces the generated section of `BENCHMARKS.md` (or appends it).
-fn write_benchmarks(table: &str) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
-    let current = std::fs::read_to_string(path).unwrap_or_default();
-    let section = format!("{BEGIN}\n{table}\n![orders/s and p99 against clients](docs/flash_sale.svg)\n{END}");
-    let updated = match (current.find(BEGIN), current.find(END)) {
-        (Some(start), Some(end)) => format!("{}{section}{}", &current[..start], &current[end + END.len()..]),
-        _ => format!("{current}\n## Flash sale (generated)\n\n{section}\n"),
-    };
-    std::fs::write(path, updated).expect("write BENCHMARKS.md");
 }
 
 /// Orders/s and p99 against clients, Stockroom beside the bare SQL, one hot sku.
@@ -553,8 +395,8 @@ fn chart(rows: &[Cell], file: &str) {
         (
             &left,
             "one hot sku: orders/s",
-            series(&|r| r.ours.orders_per_s),
-            series(&|r| r.bare.orders_per_s),
+            series(&|r| r.ours.per_s),
+            series(&|r| r.bare.per_s),
         ),
         (
             &right,

@@ -3,6 +3,8 @@
 // Each bench binary includes this module and uses a part of it.
 #![allow(dead_code)]
 
+pub mod load;
+
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use stockroom::{
     AppState, Config,

@@ -1,0 +1,187 @@
+//! Driving the real server under load: spawn the release binary, send GraphQL over HTTP,
+//! run many clients for a while and summarise their latencies. Shared by the HTTP benches.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
+    sync::Mutex,
+};
+
+/// The admin key the spawned server accepts.
+pub const ADMIN_KEY: &str = "srk_http_bench_key";
+
+/// What one measured run of many clients produced.
+#[derive(Default, Clone)]
+pub struct Run {
+    pub per_s: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    /// Failed requests by error code.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Run {
+    /// Errors as `CODE n, …`, or `0`.
+    pub fn errors_text(&self) -> String {
+        if self.errors.is_empty() {
+            return "0".to_owned();
+        }
+        let parts: Vec<String> = self.errors.iter().map(|(code, n)| format!("{code} {n}")).collect();
+        parts.join(", ")
+    }
+}
+
+/// The server under test: the release binary, on its own database; killed when dropped.
+pub struct Server {
+    _child: tokio::process::Child,
+    /// `http://host:port/graphql`.
+    pub url: String,
+}
+
+/// Starts the `stockroom` binary on `database_url` and waits until it serves.
+pub async fn start_server(database_url: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stockroom"))
+        .env("DATABASE_URL", database_url)
+        .env("STOCKROOM_ADDR", "127.0.0.1:0")
+        .env("STOCKROOM_ADMIN_KEY", ADMIN_KEY)
+        .env("STOCKROOM_DEMO", "0")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the stockroom binary");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .expect("read stdout")
+            .expect("the server exited");
+        if let Some(rest) = line.split("http://").nth(1) {
+            break format!("http://{}", rest.trim());
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Server { _child: child, url }
+}
+
+/// Sends one GraphQL request as admin; returns the response body.
+pub async fn gql(http: &reqwest::Client, url: &str, query: &str, variables: Value) -> Value {
+    http.post(url)
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// Sends one GraphQL request; `Ok` or the error code it failed with.
+pub async fn try_gql(http: &reqwest::Client, url: &str, query: &str, variables: Value) -> Result<Value, String> {
+    let answer = http
+        .post(url)
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .map_err(|_| "HTTP".to_owned())?;
+    let body: Value = answer.json().await.map_err(|_| "UNREADABLE".to_owned())?;
+    match body["errors"][0]["extensions"]["code"].as_str() {
+        Some(code) => Err(code.to_owned()),
+        None => Ok(body),
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+/// Runs `clients` loops for `duration`, each calling `request(client, n)` with its own
+/// counter `n`; `Ok` counts as done, `Err(code)` as an error. Returns throughput and
+/// latency of the done and failed calls together.
+pub async fn drive<F, Fut>(clients: usize, duration: Duration, request: F) -> Run
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let merged = Arc::new(Mutex::new((new_histogram(), 0u64, BTreeMap::<String, u64>::new())));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let (merged, request) = (merged.clone(), request.clone());
+            tokio::spawn(async move {
+                let mut histogram = new_histogram();
+                let (mut done, mut errors) = (0u64, BTreeMap::<String, u64>::new());
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let began = Instant::now();
+                    let outcome = request(client, n).await;
+                    histogram.saturating_record(began.elapsed().as_micros() as u64);
+                    match outcome {
+                        Ok(()) => done += 1,
+                        Err(code) => *errors.entry(code).or_default() += 1,
+                    }
+                }
+                let mut merged = merged.lock().await;
+                merged.0.add(&histogram).ok();
+                merged.1 += done;
+                for (code, count) in errors {
+                    *merged.2.entry(code).or_default() += count;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("client task");
+    }
+    let elapsed = start.elapsed();
+    let merged = merged.lock().await;
+    let ms = |q: f64| merged.0.value_at_quantile(q) as f64 / 1000.0;
+    Run {
+        per_s: merged.1 as f64 / elapsed.as_secs_f64(),
+        p50_ms: ms(0.50),
+        p95_ms: ms(0.95),
+        p99_ms: ms(0.99),
+        errors: merged.2.clone(),
+    }
+}
+
+/// Replaces the section of `BENCHMARKS.md` between `<!-- {name}:begin -->` and
+/// `<!-- {name}:end -->` with `content` (or appends it).
+pub fn write_benchmarks_section(name: &str, content: &str) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
+    let (begin, end) = (format!("<!-- {name}:begin -->"), format!("<!-- {name}:end -->"));
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let section = format!("{begin}\n{content}\n{end}");
+    let updated = match (current.find(&begin), current.find(&end)) {
+        (Some(start), Some(stop)) => format!("{}{section}{}", &current[..start], &current[stop + end.len()..]),
+        _ => format!("{}\n\n{section}\n", current.trim_end()),
+    };
+    std::fs::write(path, updated).expect("write BENCHMARKS.md");
+}
+
+/// Seconds per measured cell (`SECONDS_EACH`, default `default`).
+pub fn seconds_each(default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var("SECONDS_EACH")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default),
+    )
+}

@@ -1,0 +1,211 @@
+//! Storefront `availability` under load, beside the bare statement, and during a flash sale.
+//!
+//! 1. 1, 10 and 250 skus per call at 16 and 64 clients through `POST /graphql` (the release
+//!    binary on PostgreSQL, 250 items at 2 mapped locations), and beside each, in the same
+//!    run, one prepared statement answering the same question through sqlx on the same
+//!    database.
+//! 2. The mixed rush: 64 clients ordering one hot sku alone, then the same while 64 other
+//!    clients read `availability` for that sku. Reports both sides' throughput and p99, and
+//!    checks that no read ever showed more than was unsold: every read ≤ the stock before
+//!    the first order, and, read after read from one client, never increasing (nothing is
+//!    restocked). Stops loudly if a read breaks that.
+//!
+//! ```sh
+//! cargo bench --bench storefront        # PostgreSQL at TEST_DATABASE_URL
+//! ```
+
+mod common;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, AtomicU64, Ordering},
+};
+
+use common::{
+    ScratchDatabase,
+    load::{Run, drive, gql, start_server, try_gql, write_benchmarks_section},
+};
+use sea_orm::sqlx::{self, PgPool, postgres::PgPoolOptions};
+use serde_json::{Value, json};
+
+const ITEMS: usize = 250;
+const HOT_STOCK: i64 = 50_000_000;
+
+const AVAILABILITY: &str = "query($c: ID!, $s: [String!]!) {
+    availability(salesChannelId: $c, skus: $s) { sku available inStock backorderable } }";
+
+/// The storefront's question as one prepared statement, for the "bare" column.
+const BARE: &str = "SELECT i.sku, SUM(GREATEST(l.stocked_quantity - l.reserved_quantity, 0)) AS available,
+        BOOL_OR(l.allow_backorder) AS backorderable
+    FROM sales_channel_location m
+    JOIN inventory_level l ON l.stock_location_id = m.stock_location_id
+    JOIN inventory_item i ON i.id = l.inventory_item_id
+    WHERE m.sales_channel_id = $1 AND i.sku = ANY($2)
+    GROUP BY i.sku";
+
+/// Two locations, one channel, `ITEMS` items with a level at each, and `HOT`.
+async fn shop(http: &reqwest::Client, url: &str) -> (String, String) {
+    let id = |v: &Value, field: &str| v["data"][field]["id"].as_str().expect("an id").to_owned();
+    let mut locations = Vec::new();
+    for name in ["Berlin", "Hamburg"] {
+        let created = gql(http, url, "mutation($n: String!) { createStockLocation(input: { name: $n }) { id } }", json!({ "n": name })).await;
+        locations.push(id(&created, "createStockLocation"));
+    }
+    let channel = id(
+        &gql(http, url, "mutation { createSalesChannel(input: { name: \"Web\" }) { id } }", json!({})).await,
+        "createSalesChannel",
+    );
+    for (priority, location) in locations.iter().enumerate() {
+        gql(
+            http,
+            url,
+            "mutation($c: ID!, $l: ID!, $p: Int!) { mapSalesChannelLocation(input: { salesChannelId: $c, stockLocationId: $l, priority: $p }) { id } }",
+            json!({ "c": channel, "l": location, "p": priority }),
+        )
+        .await;
+    }
+    let level = "mutation($s: String!, $l: ID!, $q: Int!) { setStockLevel(input: { sku: $s, stockLocationId: $l, stockedQuantity: $q }) { version } }";
+    for index in 0..ITEMS {
+        let sku = format!("SF-{index}");
+        gql(http, url, "mutation($s: String!) { createInventoryItem(input: { sku: $s, title: \"Item\" }) { id } }", json!({ "s": sku })).await;
+        for location in &locations {
+            gql(http, url, level, json!({ "s": sku, "l": location, "q": 100 + index })).await;
+        }
+    }
+    gql(http, url, "mutation { createInventoryItem(input: { sku: \"HOT\", title: \"Hot\" }) { id } }", json!({})).await;
+    gql(http, url, level, json!({ "s": "HOT", "l": locations[0], "q": HOT_STOCK })).await;
+    (channel, locations[0].clone())
+}
+
+fn skus(count: usize) -> Vec<String> {
+    (0..count).map(|index| format!("SF-{index}")).collect()
+}
+
+async fn run_availability(http: &reqwest::Client, url: &str, channel: &str, count: usize, clients: usize) -> Run {
+    let (http, url) = (http.clone(), url.to_owned());
+    let variables = json!({ "c": channel, "s": skus(count) });
+    drive(clients, common::load::seconds_each(5), move |_, _| {
+        let (http, url, variables) = (http.clone(), url.clone(), variables.clone());
+        async move { try_gql(&http, &url, AVAILABILITY, variables).await.map(|_| ()) }
+    })
+    .await
+}
+
+async fn run_bare(pool: &PgPool, channel: i32, count: usize, clients: usize) -> Run {
+    let (pool, skus) = (pool.clone(), skus(count));
+    drive(clients, common::load::seconds_each(5), move |_, _| {
+        let (pool, skus) = (pool.clone(), skus.clone());
+        async move {
+            sqlx::query(BARE)
+                .bind(channel)
+                .bind(&skus)
+                .fetch_all(&pool)
+                .await
+                .map(|_| ())
+                .map_err(|err| err.to_string())
+        }
+    })
+    .await
+}
+
+const PLACE: &str = "mutation($pi: String!, $c: ID!) {
+    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: [{ sku: \"HOT\", quantity: 1 }] }) { id } }";
+
+async fn run_flash_sale(http: &reqwest::Client, url: &str, channel: &str, tag: &'static str) -> Run {
+    let (http, url, channel) = (http.clone(), url.to_owned(), channel.to_owned());
+    drive(64, common::load::seconds_each(5), move |client, n| {
+        let (http, url, channel) = (http.clone(), url.clone(), channel.clone());
+        async move {
+            let variables = json!({ "pi": format!("pi_{tag}_{client}_{n}"), "c": channel });
+            try_gql(&http, &url, PLACE, variables).await.map(|_| ())
+        }
+    })
+    .await
+}
+
+/// 64 readers of `HOT`'s availability; each checks its reads never rise and never exceed
+/// the stock before the sale. Returns the run and how many reads broke that.
+async fn run_readers(http: &reqwest::Client, url: &str, channel: &str) -> (Run, u64) {
+    let (http, url) = (http.clone(), url.to_owned());
+    let variables = json!({ "c": channel, "s": ["HOT"] });
+    let last_seen: Arc<Vec<AtomicI64>> = Arc::new((0..64).map(|_| AtomicI64::new(HOT_STOCK)).collect());
+    let broken = Arc::new(AtomicU64::new(0));
+    let (seen, bad) = (last_seen.clone(), broken.clone());
+    let run = drive(64, common::load::seconds_each(5), move |client, _| {
+        let (http, url, variables, seen, bad) = (http.clone(), url.clone(), variables.clone(), seen.clone(), bad.clone());
+        async move {
+            let body = try_gql(&http, &url, AVAILABILITY, variables).await?;
+            let available = body["data"]["availability"][0]["available"].as_i64().unwrap_or(i64::MAX);
+            let before = seen[client].swap(available, Ordering::SeqCst);
+            if available > before || available > HOT_STOCK {
+                bad.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    })
+    .await;
+    (run, broken.load(Ordering::SeqCst))
+}
+
+#[tokio::main]
+async fn main() {
+    let db = ScratchDatabase::create_named("storefront").await;
+    let server = start_server(&db.url).await;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(200).build().expect("client");
+    let (channel, _) = shop(&http, &server.url).await;
+    let pool = PgPoolOptions::new().max_connections(64).connect(&db.url).await.expect("pool");
+    let channel_id: i32 = channel.parse().expect("an integer id");
+
+    let mut table = format!(
+        "Run of {} (`cargo bench --bench storefront`; {} s per cell):\n\n\
+         | skus per call | clients | Stockroom req/s | p50 / p99 ms | errors | bare statement req/s | bare p99 ms | ratio |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        common::load::seconds_each(5).as_secs()
+    );
+    for count in [1, 10, 250] {
+        for clients in [16, 64] {
+            eprintln!("availability: {count} skus, {clients} clients");
+            let ours = run_availability(&http, &server.url, &channel, count, clients).await;
+            let bare = run_bare(&pool, channel_id, count, clients).await;
+            table += &format!(
+                "| {count} | {clients} | {:.0} | {:.1} / {:.1} | {} | {:.0} | {:.1} | {:.2} |\n",
+                ours.per_s,
+                ours.p50_ms,
+                ours.p99_ms,
+                ours.errors_text(),
+                bare.per_s,
+                bare.p99_ms,
+                ours.per_s / bare.per_s
+            );
+        }
+    }
+
+    eprintln!("mixed rush: the flash sale alone");
+    let alone = run_flash_sale(&http, &server.url, &channel, "alone").await;
+    eprintln!("mixed rush: the flash sale with 64 readers");
+    let (sale, (readers, broken)) = tokio::join!(
+        run_flash_sale(&http, &server.url, &channel, "mixed"),
+        run_readers(&http, &server.url, &channel)
+    );
+    table += &format!(
+        "\nMixed rush (one hot sku; 64 clients ordering, and 64 others reading its availability):\n\n\
+         | | orders/s | order p99 ms | reads/s | read p99 ms | reads above the unsold stock |\n\
+         | --- | --- | --- | --- | --- | --- |\n\
+         | flash sale alone | {:.0} | {:.1} | – | – | – |\n\
+         | flash sale + readers | {:.0} ({:.0}% of alone) | {:.1} | {:.0} | {:.1} | {broken} |\n",
+        alone.per_s,
+        alone.p99_ms,
+        sale.per_s,
+        100.0 * sale.per_s / alone.per_s,
+        sale.p99_ms,
+        readers.per_s,
+        readers.p99_ms,
+    );
+    println!("{table}");
+    assert_eq!(broken, 0, "a storefront read showed more units than were unsold");
+    write_benchmarks_section("storefront", &table);
+    pool.close().await;
+    drop(server);
+    db.drop().await;
+}
