@@ -170,12 +170,14 @@ async fn run_bare(pool: &PgPool, scenario: Scenario, clients: usize, duration: D
                     .await
                     .map_err(|err| err.to_string())?;
                 let (stocked, version): (i32, i32) = (row.get(0), row.get(1));
-                sqlx::query("UPDATE levels SET stocked = stocked - 1, version = version + 1 WHERE id = $1 AND version = $2")
-                    .bind(level)
-                    .bind(version)
-                    .execute(&mut *txn)
-                    .await
-                    .map_err(|err| err.to_string())?;
+                sqlx::query(
+                    "UPDATE levels SET stocked = stocked - 1, version = version + 1 WHERE id = $1 AND version = $2",
+                )
+                .bind(level)
+                .bind(version)
+                .execute(&mut *txn)
+                .await
+                .map_err(|err| err.to_string())?;
                 sqlx::query("INSERT INTO lines(order_id, level_id, quantity) VALUES ($1, $2, 1)")
                     .bind(order)
                     .bind(level)

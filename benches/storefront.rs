@@ -48,11 +48,23 @@ async fn shop(http: &reqwest::Client, url: &str) -> (String, String) {
     let id = |v: &Value, field: &str| v["data"][field]["id"].as_str().expect("an id").to_owned();
     let mut locations = Vec::new();
     for name in ["Berlin", "Hamburg"] {
-        let created = gql(http, url, "mutation($n: String!) { createStockLocation(input: { name: $n }) { id } }", json!({ "n": name })).await;
+        let created = gql(
+            http,
+            url,
+            "mutation($n: String!) { createStockLocation(input: { name: $n }) { id } }",
+            json!({ "n": name }),
+        )
+        .await;
         locations.push(id(&created, "createStockLocation"));
     }
     let channel = id(
-        &gql(http, url, "mutation { createSalesChannel(input: { name: \"Web\" }) { id } }", json!({})).await,
+        &gql(
+            http,
+            url,
+            "mutation { createSalesChannel(input: { name: \"Web\" }) { id } }",
+            json!({}),
+        )
+        .await,
         "createSalesChannel",
     );
     for (priority, location) in locations.iter().enumerate() {
@@ -67,13 +79,31 @@ async fn shop(http: &reqwest::Client, url: &str) -> (String, String) {
     let level = "mutation($s: String!, $l: ID!, $q: Int!) { setStockLevel(input: { sku: $s, stockLocationId: $l, stockedQuantity: $q }) { version } }";
     for index in 0..ITEMS {
         let sku = format!("SF-{index}");
-        gql(http, url, "mutation($s: String!) { createInventoryItem(input: { sku: $s, title: \"Item\" }) { id } }", json!({ "s": sku })).await;
+        gql(
+            http,
+            url,
+            "mutation($s: String!) { createInventoryItem(input: { sku: $s, title: \"Item\" }) { id } }",
+            json!({ "s": sku }),
+        )
+        .await;
         for location in &locations {
             gql(http, url, level, json!({ "s": sku, "l": location, "q": 100 + index })).await;
         }
     }
-    gql(http, url, "mutation { createInventoryItem(input: { sku: \"HOT\", title: \"Hot\" }) { id } }", json!({})).await;
-    gql(http, url, level, json!({ "s": "HOT", "l": locations[0], "q": HOT_STOCK })).await;
+    gql(
+        http,
+        url,
+        "mutation { createInventoryItem(input: { sku: \"HOT\", title: \"Hot\" }) { id } }",
+        json!({}),
+    )
+    .await;
+    gql(
+        http,
+        url,
+        level,
+        json!({ "s": "HOT", "l": locations[0], "q": HOT_STOCK }),
+    )
+    .await;
     (channel, locations[0].clone())
 }
 
@@ -132,10 +162,13 @@ async fn run_readers(http: &reqwest::Client, url: &str, channel: &str) -> (Run, 
     let broken = Arc::new(AtomicU64::new(0));
     let (seen, bad) = (last_seen.clone(), broken.clone());
     let run = drive(64, common::load::seconds_each(5), move |client, _| {
-        let (http, url, variables, seen, bad) = (http.clone(), url.clone(), variables.clone(), seen.clone(), bad.clone());
+        let (http, url, variables, seen, bad) =
+            (http.clone(), url.clone(), variables.clone(), seen.clone(), bad.clone());
         async move {
             let body = try_gql(&http, &url, AVAILABILITY, variables).await?;
-            let available = body["data"]["availability"][0]["available"].as_i64().unwrap_or(i64::MAX);
+            let available = body["data"]["availability"][0]["available"]
+                .as_i64()
+                .unwrap_or(i64::MAX);
             let before = seen[client].swap(available, Ordering::SeqCst);
             if available > before || available > HOT_STOCK {
                 bad.fetch_add(1, Ordering::SeqCst);
@@ -151,9 +184,16 @@ async fn run_readers(http: &reqwest::Client, url: &str, channel: &str) -> (Run, 
 async fn main() {
     let db = ScratchDatabase::create_named("storefront").await;
     let server = start_server(&db.url).await;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(200).build().expect("client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(200)
+        .build()
+        .expect("client");
     let (channel, _) = shop(&http, &server.url).await;
-    let pool = PgPoolOptions::new().max_connections(64).connect(&db.url).await.expect("pool");
+    let pool = PgPoolOptions::new()
+        .max_connections(64)
+        .connect(&db.url)
+        .await
+        .expect("pool");
     let channel_id: i32 = channel.parse().expect("an integer id");
 
     let mut table = format!(
