@@ -81,6 +81,13 @@ impl Clock {
     }
 }
 
+/// Takes the PostgreSQL advisory lock `key` until the transaction ends.
+async fn advisory_lock(txn: &DatabaseTransaction, key: i64) -> Result<(), DbErr> {
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({key})"))
+        .await
+        .map(|_| ())
+}
+
 /// Opens a pool for `config.database_url` (`sqlite://…` or `postgres://…`), tuned for this app.
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     let lock_timeout = config.lock_timeout();
@@ -89,9 +96,10 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
         .max_connections(config.db_pool_size)
         .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms))
         .sqlx_logging(false)
-        // sqlx pings every connection it hands out. That is a round trip per transaction,
-        // but without it the first request on each connection a database restart (or a
-        // proxy) cut would fail before the pool noticed.
+        // A ping per checkout is a round trip per transaction, but without it the first
+        // request on each connection that a database restart (or a proxy) cut would fail
+        // before the pool noticed.
+        .test_before_acquire(true)
         // Set once per connection rather than by a statement in every transaction: every
         // lock wait is bounded, and every transaction is READ COMMITTED whatever the
         // server's default.
@@ -146,8 +154,7 @@ impl Database {
             return migration::Migrator::up(&self.conn, None).await;
         }
         let txn = self.conn.begin().await?;
-        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
-            .await?;
+        advisory_lock(&txn, MIGRATION_LOCK).await?;
         migration::Migrator::up(&txn, None).await?;
         txn.commit().await
     }
@@ -164,8 +171,7 @@ impl Database {
         self.write(&(key, args, &body), |txn, (key, args, body)| {
             Box::pin(async move {
                 if txn.get_database_backend() == DatabaseBackend::Postgres {
-                    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({key})"))
-                        .await?;
+                    advisory_lock(txn, *key).await?;
                 }
                 body(txn, *args).await
             })

@@ -92,7 +92,12 @@ impl InventoryLevel {
     /// by reservations already past their `expiresAt` count as free (they hold nothing,
     /// even before the sweep marks them EXPIRED). The same rule as `availability`.
     async fn available(&self, ctx: &Context<'_>) -> Result<i32> {
-        let lapsed = loaders(ctx).load_one(LapsedHoldsOfLevel(self.0.id)).await?;
+        // Only a level that holds something can hold something lapsed.
+        let lapsed = if self.0.reserved_quantity == 0 {
+            None
+        } else {
+            loaders(ctx).load_one(LapsedHoldsOfLevel(self.0.id)).await?
+        };
         Ok(available_units(
             self.0.stocked_quantity,
             self.0.reserved_quantity,

@@ -83,8 +83,17 @@ impl MediaType {
     /// carry none), and as `application/graphql-response+json` the status 400.
     pub fn respond(self, response: async_graphql::Response) -> Response {
         let request_error = is_request_error(&response);
+        if !request_error {
+            // The common case, written straight from the response.
+            let mut written = match serde_json::to_string(&response) {
+                Ok(text) => (StatusCode::OK, text).into_response(),
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            };
+            written.headers_mut().insert(header::CONTENT_TYPE, self.content_type());
+            return written;
+        }
         let mut body = serde_json::to_value(&response).unwrap_or_else(|_| Value::Object(Map::new()));
-        if request_error && let Value::Object(fields) = &mut body {
+        if let Value::Object(fields) = &mut body {
             fields.remove("data");
             for error in fields
                 .get_mut("errors")
@@ -102,7 +111,7 @@ impl MediaType {
                 }
             }
         }
-        let status = if request_error && self == MediaType::GraphQLResponse {
+        let status = if self == MediaType::GraphQLResponse {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::OK

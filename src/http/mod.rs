@@ -108,11 +108,15 @@ async fn read_request(
     let limit = state.app.config.max_body_bytes;
     let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .await
-        .map_err(|_| {
-            graphql::refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {limit} bytes (STOCKROOM_MAX_BODY_BYTES)"),
-            )
+        .map_err(|err| {
+            if err.into_inner().is::<http_body_util::LengthLimitError>() {
+                graphql::refusal(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {limit} bytes (STOCKROOM_MAX_BODY_BYTES)"),
+                )
+            } else {
+                graphql::refusal(StatusCode::BAD_REQUEST, "the body could not be read")
+            }
         })?;
     graphql::read_post_body(&bytes)
 }

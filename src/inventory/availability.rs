@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
 
-use super::{allocation::available_units_sql, values::Sku};
+use super::{allocation::available_units_sql, holds, values::Sku};
 use crate::{
     db::{self, Database},
     error::{Error, Result},
@@ -54,10 +54,8 @@ fn statement(backend: DatabaseBackend, skus: usize) -> String {
         .join(", ");
     // Lapsed holds are only looked up for levels that hold anything.
     let lapsed = format!(
-        "CASE WHEN l.reserved_quantity = 0 THEN 0 ELSE COALESCE((
-            SELECT SUM(rl.quantity) FROM reservation_line rl
-            JOIN reservation r ON r.id = rl.reservation_id
-            WHERE rl.inventory_level_id = l.id AND r.status = 'ACTIVE' AND r.expires_at <= {now}), 0) END"
+        "CASE WHEN l.reserved_quantity = 0 THEN 0 ELSE {} END",
+        holds::lapsed_units_sql("l.id", &now)
     );
     let available = available_units_sql(backend, "l.stocked_quantity", "l.reserved_quantity", &lapsed);
     let any_backorder = match backend {

@@ -102,7 +102,7 @@ impl Combiner {
             .unwrap_or_else(|_| Err(Error::Internal("the placement queue dropped an order".into())))
     }
 
-    /// Orders waiting for a transaction (not counting those in one): for tests and metrics.
+    /// Orders waiting for a transaction (not counting those in one).
     pub fn queued(&self) -> usize {
         (0..self.lanes.len()).map(|lane| self.lock(lane).queue.len()).sum()
     }

@@ -39,3 +39,14 @@ pub async fn overdue_holds(
     }
     Ok(held)
 }
+
+/// [`overdue_holds`] of one level as a SQL expression, for statements that work out free
+/// stock in the database (storefront `availability`): `level_id` and `now` are SQL
+/// expressions. Written here, beside the query form, so the rule for "lapsed" has one home.
+pub fn lapsed_units_sql(level_id: &str, now: &str) -> String {
+    format!(
+        "COALESCE((SELECT SUM(rl.quantity) FROM reservation_line rl \
+         JOIN reservation r ON r.id = rl.reservation_id \
+         WHERE rl.inventory_level_id = {level_id} AND r.status = 'ACTIVE' AND r.expires_at <= {now}), 0)"
+    )
+}

@@ -1,7 +1,8 @@
 //! The order rows themselves: claiming a PaymentIntent (the idempotency of every order
 //! path), REJECTED orders of paid checkouts, and what became of their refunds.
 //!
-//! Placement decides stock; this module only writes `orders`. A PaymentIntent is claimed
+//! Placement decides stock; this module writes the order rows and their lines (and, for
+//! a rejection, releases the checkout's reservation). A PaymentIntent is claimed
 //! by inserting its order row first, `ON CONFLICT (payment_intent_id) DO NOTHING`: a
 //! concurrent twin blocks on the unique index until the first transaction ends, then
 //! inserts nothing and finds the order that now exists (bounded by `lock_timeout`).

@@ -4,7 +4,7 @@
 //! causes. A redelivery, or a copy arriving at the same moment, conflicts on that id: it
 //! waits for the first copy's transaction and then finds the event processed. A different
 //! event for the same PaymentIntent finds the order through the PaymentIntent's unique
-//! index (placement step 1). So one PaymentIntent makes one order, whatever Stripe sends.
+//! index (placement step 2, `orders::claim_all`). So one PaymentIntent makes one order, whatever Stripe sends.
 
 use chrono::{Duration, Utc};
 use entity::{orders, orders::OrderStatus, stripe_event};
