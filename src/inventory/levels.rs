@@ -63,14 +63,13 @@ pub struct Change {
 }
 
 /// Applies `deltas` (by level id) to levels the transaction has locked, each guarded by
-/// the version it read, each with the movement `describe` gives it. Returns the levels as
-/// written, by id.
+/// the version it read, each with the movement `describe` gives it.
 pub async fn apply(
     txn: &DatabaseTransaction,
     locked: &[inventory_level::Model],
     deltas: &BTreeMap<i32, Delta>,
     describe: impl Fn(Delta) -> Movement,
-) -> Result<HashMap<i32, inventory_level::Model>> {
+) -> Result<()> {
     let changes = deltas
         .iter()
         .map(|(&level_id, &delta)| Change {
@@ -79,8 +78,8 @@ pub async fn apply(
             movement: describe(delta),
         })
         .collect();
-    let after = apply_changes(txn, locked, changes).await?;
-    Ok(after.into_iter().map(|(_, level)| (level.id, level)).collect())
+    apply_changes(txn, locked, changes).await?;
+    Ok(())
 }
 
 /// Applies `changes` (in order; several may touch one level) to levels the transaction

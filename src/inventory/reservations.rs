@@ -136,7 +136,8 @@ pub async fn release_reservation(db: &Database, id: i32) -> Result<reservation::
                 ))),
                 ReservationStatus::Released | ReservationStatus::Expired => Ok(held),
                 ReservationStatus::Active => {
-                    give_back(txn, &held, ReservationStatus::Released, MovementReason::Release).await
+                    let lines = lines_of(txn, held.id).await?;
+                    give_back(txn, &held, &lines, ReservationStatus::Released, MovementReason::Release).await
                 }
             }
         })
@@ -168,7 +169,8 @@ pub async fn expire_overdue(db: &Database) -> Result<usize> {
                     let now = db::now(txn).await?;
                     match held {
                         Some(held) if held.status == ReservationStatus::Active && held.expires_at <= now => {
-                            give_back(txn, &held, ReservationStatus::Expired, MovementReason::Expiry).await?;
+                            let lines = lines_of(txn, held.id).await?;
+                            give_back(txn, &held, &lines, ReservationStatus::Expired, MovementReason::Expiry).await?;
                             Ok(true)
                         }
                         _ => Ok(false),
@@ -193,14 +195,15 @@ async fn lock_reservation(
         .await?)
 }
 
-/// Removes the reservation's hold from its levels and moves it to `status`.
+/// Removes the reservation's hold (its `lines`, read under its row lock) from its levels
+/// and moves it to `status`.
 async fn give_back(
     txn: &DatabaseTransaction,
     held: &reservation::Model,
+    lines: &[reservation_line::Model],
     status: ReservationStatus,
     reason: MovementReason,
 ) -> Result<reservation::Model> {
-    let lines = lines_of(txn, held.id).await?;
     let locked = levels::lock(
         txn,
         sea_orm::Condition::all()
@@ -208,7 +211,7 @@ async fn give_back(
     )
     .await?;
     let mut deltas: BTreeMap<i32, Delta> = BTreeMap::new();
-    for line in &lines {
+    for line in lines {
         deltas.entry(line.inventory_level_id).or_default().reserved -= line.quantity;
     }
     levels::apply(txn, &locked, &deltas, |delta| {
@@ -295,6 +298,7 @@ pub async fn release_live_by_key_in(
             give_back(
                 txn,
                 &held.reservation,
+                &held.lines,
                 ReservationStatus::Released,
                 MovementReason::Release,
             )
