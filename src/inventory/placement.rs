@@ -178,32 +178,28 @@ pub async fn place_batch_in(txn: &DatabaseTransaction, batch: &[PlaceOrder]) -> 
 
     // Steps 4 and 5: lock, then decide in arrival order.
     planner.lock(txn, &requests, &to_decide, &own_holds, &mut clock).await?;
-    let mut decided: Vec<(usize, Decision)> = Vec::with_capacity(to_decide.len());
+    let mut decided: Vec<(usize, i32, Decision)> = Vec::with_capacity(to_decide.len());
     let mut failed = Vec::new();
     for &index in &to_decide {
+        let payment_intent_id = batch[index].payment_intent_id.as_str();
+        let Some(order_id) = claimed.get(payment_intent_id).map(|placed| placed.order.id) else {
+            verdicts[index] = Some(Err(Error::Internal("a claimed order vanished".into())));
+            continue;
+        };
         match planner.decide(index, &requests[index], own_holds[index]) {
-            Ok(decision) => decided.push((index, decision)),
+            Ok(decision) => decided.push((index, order_id, decision)),
             Err(err) => {
-                if let Some(placed) = claimed.remove(batch[index].payment_intent_id.as_str()) {
-                    failed.push(placed.order.id);
-                }
+                claimed.remove(payment_intent_id);
+                failed.push(order_id);
                 verdicts[index] = Some(Err(err));
             }
         }
     }
 
     // Steps 6 and 7.
-    let order_ids: HashMap<usize, i32> = decided
-        .iter()
-        .filter_map(|(index, _)| {
-            let placed = claimed.get(batch[*index].payment_intent_id.as_str())?;
-            Some((*index, placed.order.id))
-        })
-        .collect();
-    let order_of = |index: usize| order_ids.get(&index).copied().unwrap_or_default();
     let mut changes = Vec::new();
-    for (index, decision) in &decided {
-        changes.extend(level_changes(order_of(*index), decision, own_holds[*index]));
+    for (index, order_id, decision) in &decided {
+        changes.extend(level_changes(*order_id, decision, own_holds[*index]));
     }
     // The stock each order left at each level it changed, for its backorder events.
     let stocked_after: HashMap<(Option<i32>, i32), i32> = levels::apply_changes(txn, planner.locked(), changes)
@@ -213,8 +209,7 @@ pub async fn place_batch_in(txn: &DatabaseTransaction, batch: &[PlaceOrder]) -> 
         .collect();
     let mut lines = Vec::new();
     let mut events = Vec::new();
-    for (index, decision) in &decided {
-        let order_id = order_of(*index);
+    for &(_, order_id, ref decision) in &decided {
         for ((line, allocation), item_id) in decision.lines.iter().zip(&decision.allocations).zip(&decision.item_ids) {
             lines.push(order_line::ActiveModel {
                 order_id: Set(order_id),
@@ -241,11 +236,11 @@ pub async fn place_batch_in(txn: &DatabaseTransaction, batch: &[PlaceOrder]) -> 
         }
     }
     orders::insert_lines(txn, lines).await?;
-    for (index, _) in &decided {
-        if let Some(hold) = own_holds[*index] {
+    for &(index, order_id, _) in &decided {
+        if let Some(hold) = own_holds[index] {
             reservations::set_status(txn, hold.reservation_id, ReservationStatus::Committed).await?;
-            let linked = orders::link_reservation(txn, order_of(*index), hold.reservation_id).await?;
-            if let Some(placed) = claimed.get_mut(batch[*index].payment_intent_id.as_str()) {
+            let linked = orders::link_reservation(txn, order_id, hold.reservation_id).await?;
+            if let Some(placed) = claimed.get_mut(batch[index].payment_intent_id.as_str()) {
                 placed.order = linked;
             }
         }
@@ -253,8 +248,8 @@ pub async fn place_batch_in(txn: &DatabaseTransaction, batch: &[PlaceOrder]) -> 
     orders::unclaim(txn, failed).await?;
     outbox::append(txn, events).await?;
 
-    for (index, _) in &decided {
-        verdicts[*index] = claimed.get(batch[*index].payment_intent_id.as_str()).cloned().map(Ok);
+    for &(index, _, _) in &decided {
+        verdicts[index] = claimed.get(batch[index].payment_intent_id.as_str()).cloned().map(Ok);
     }
     for (index, first) in repeats {
         verdicts[index] = Some(match &verdicts[first] {
