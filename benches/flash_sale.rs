@@ -25,7 +25,7 @@ use std::{
 
 use common::{
     ScratchDatabase,
-    load::{Run, drive, gql, start_server, try_gql, write_benchmarks_section},
+    load::{Run, drive, http_item, http_shop, start_server, try_gql, write_benchmarks_section},
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use sea_orm::sqlx::{self, PgPool, Row as _, postgres::PgPoolOptions};
@@ -68,52 +68,11 @@ impl Scenario {
 }
 
 /// What one measured run produced.
-/// Creates a location, a channel and `skus` items with ample stock; returns the channel id.
+/// A location, a channel and `skus` items with ample stock; returns the channel id.
 async fn shop(http: &reqwest::Client, url: &str, skus: usize) -> String {
-    let id = |v: &Value, field: &str| v["data"][field]["id"].as_str().expect("an id").to_owned();
-    let location = id(
-        &gql(
-            http,
-            url,
-            "mutation { createStockLocation(input: { name: \"Hot\" }) { id } }",
-            json!({}),
-        )
-        .await,
-        "createStockLocation",
-    );
-    let channel = id(
-        &gql(
-            http,
-            url,
-            "mutation { createSalesChannel(input: { name: \"Web\" }) { id } }",
-            json!({}),
-        )
-        .await,
-        "createSalesChannel",
-    );
-    gql(
-        http,
-        url,
-        "mutation($c: ID!, $l: ID!) { mapSalesChannelLocation(input: { salesChannelId: $c, stockLocationId: $l, priority: 0 }) { id } }",
-        json!({ "c": channel, "l": location }),
-    )
-    .await;
+    let (channel, locations) = http_shop(http, url, &["Hot"]).await;
     for sku in 0..skus {
-        let sku = format!("FLASH-{sku}");
-        gql(
-            http,
-            url,
-            "mutation($s: String!) { createInventoryItem(input: { sku: $s, title: \"Flash\" }) { id } }",
-            json!({ "s": sku }),
-        )
-        .await;
-        gql(
-            http,
-            url,
-            "mutation($s: String!, $l: ID!, $q: Int!) { setStockLevel(input: { sku: $s, stockLocationId: $l, stockedQuantity: $q }) { version } }",
-            json!({ "s": sku, "l": location, "q": STOCK }),
-        )
-        .await;
+        http_item(http, url, &format!("FLASH-{sku}"), &[(&locations[0], i64::from(STOCK))]).await;
     }
     channel
 }

@@ -23,10 +23,10 @@ use std::sync::{
 
 use common::{
     ScratchDatabase,
-    load::{Run, drive, gql, start_server, try_gql, write_benchmarks_section},
+    load::{Run, drive, http_item, http_shop, start_server, try_gql, write_benchmarks_section},
 };
 use sea_orm::sqlx::{self, PgPool, postgres::PgPoolOptions};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const ITEMS: usize = 250;
 const HOT_STOCK: i64 = 50_000_000;
@@ -43,68 +43,17 @@ const BARE: &str = "SELECT i.sku, SUM(GREATEST(l.stocked_quantity - l.reserved_q
     WHERE m.sales_channel_id = $1 AND i.sku = ANY($2)
     GROUP BY i.sku";
 
-/// Two locations, one channel, `ITEMS` items with a level at each, and `HOT`.
-async fn shop(http: &reqwest::Client, url: &str) -> (String, String) {
-    let id = |v: &Value, field: &str| v["data"][field]["id"].as_str().expect("an id").to_owned();
-    let mut locations = Vec::new();
-    for name in ["Berlin", "Hamburg"] {
-        let created = gql(
-            http,
-            url,
-            "mutation($n: String!) { createStockLocation(input: { name: $n }) { id } }",
-            json!({ "n": name }),
-        )
-        .await;
-        locations.push(id(&created, "createStockLocation"));
-    }
-    let channel = id(
-        &gql(
-            http,
-            url,
-            "mutation { createSalesChannel(input: { name: \"Web\" }) { id } }",
-            json!({}),
-        )
-        .await,
-        "createSalesChannel",
-    );
-    for (priority, location) in locations.iter().enumerate() {
-        gql(
-            http,
-            url,
-            "mutation($c: ID!, $l: ID!, $p: Int!) { mapSalesChannelLocation(input: { salesChannelId: $c, stockLocationId: $l, priority: $p }) { id } }",
-            json!({ "c": channel, "l": location, "p": priority }),
-        )
-        .await;
-    }
-    let level = "mutation($s: String!, $l: ID!, $q: Int!) { setStockLevel(input: { sku: $s, stockLocationId: $l, stockedQuantity: $q }) { version } }";
+/// Two locations, one channel, `ITEMS` items with a level at each, and `HOT`; returns the
+/// channel id.
+async fn shop(http: &reqwest::Client, url: &str) -> String {
+    let (channel, locations) = http_shop(http, url, &["Berlin", "Hamburg"]).await;
     for index in 0..ITEMS {
-        let sku = format!("SF-{index}");
-        gql(
-            http,
-            url,
-            "mutation($s: String!) { createInventoryItem(input: { sku: $s, title: \"Item\" }) { id } }",
-            json!({ "s": sku }),
-        )
-        .await;
-        for location in &locations {
-            gql(http, url, level, json!({ "s": sku, "l": location, "q": 100 + index })).await;
-        }
+        let quantity = 100 + index as i64;
+        let levels: Vec<(&str, i64)> = locations.iter().map(|location| (location.as_str(), quantity)).collect();
+        http_item(http, url, &format!("SF-{index}"), &levels).await;
     }
-    gql(
-        http,
-        url,
-        "mutation { createInventoryItem(input: { sku: \"HOT\", title: \"Hot\" }) { id } }",
-        json!({}),
-    )
-    .await;
-    gql(
-        http,
-        url,
-        level,
-        json!({ "s": "HOT", "l": locations[0], "q": HOT_STOCK }),
-    )
-    .await;
-    (channel, locations[0].clone())
+    http_item(http, url, "HOT", &[(&locations[0], HOT_STOCK)]).await;
+    channel
 }
 
 fn skus(count: usize) -> Vec<String> {
@@ -188,7 +137,7 @@ async fn main() {
         .pool_max_idle_per_host(200)
         .build()
         .expect("client");
-    let (channel, _) = shop(&http, &server.url).await;
+    let channel = shop(&http, &server.url).await;
     let pool = PgPoolOptions::new()
         .max_connections(64)
         .connect(&db.url)

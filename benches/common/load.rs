@@ -185,3 +185,58 @@ pub fn seconds_each(default: u64) -> Duration {
             .unwrap_or(default),
     )
 }
+
+/// Creates `locations` (by name) and one channel selling from them, preferred in that
+/// order, through the API; returns (channel id, location ids).
+pub async fn http_shop(http: &reqwest::Client, url: &str, locations: &[&str]) -> (String, Vec<String>) {
+    let id = |v: &Value, field: &str| v["data"][field]["id"].as_str().expect("an id").to_owned();
+    let mut location_ids = Vec::new();
+    for name in locations {
+        let created = gql(
+            http,
+            url,
+            "mutation($n: String!) { createStockLocation(input: { name: $n }) { id } }",
+            json!({ "n": name }),
+        )
+        .await;
+        location_ids.push(id(&created, "createStockLocation"));
+    }
+    let created = gql(
+        http,
+        url,
+        "mutation { createSalesChannel(input: { name: \"Web\" }) { id } }",
+        json!({}),
+    )
+    .await;
+    let channel = id(&created, "createSalesChannel");
+    for (priority, location) in location_ids.iter().enumerate() {
+        gql(
+            http,
+            url,
+            "mutation($c: ID!, $l: ID!, $p: Int!) { mapSalesChannelLocation(input: { salesChannelId: $c, stockLocationId: $l, priority: $p }) { id } }",
+            json!({ "c": channel, "l": location, "p": priority }),
+        )
+        .await;
+    }
+    (channel, location_ids)
+}
+
+/// Creates `sku` through the API with the given stock at each location.
+pub async fn http_item(http: &reqwest::Client, url: &str, sku: &str, levels: &[(&str, i64)]) {
+    gql(
+        http,
+        url,
+        "mutation($s: String!) { createInventoryItem(input: { sku: $s, title: \"Bench item\" }) { id } }",
+        json!({ "s": sku }),
+    )
+    .await;
+    for (location, quantity) in levels {
+        gql(
+            http,
+            url,
+            "mutation($s: String!, $l: ID!, $q: Int!) { setStockLevel(input: { sku: $s, stockLocationId: $l, stockedQuantity: $q }) { version } }",
+            json!({ "s": sku, "l": location, "q": quantity }),
+        )
+        .await;
+    }
+}
