@@ -37,7 +37,9 @@ pub struct AppState {
     pub refunds: stripe::refunds::Refunds,
     pub events: events::EventHub,
     /// This process's placement queues (group commit; see `inventory::combiner`).
-    pub placements: inventory::combiner::Combiner,
+    pub placements: inventory::combiner::Combiner<inventory::placement::PlaceOrder>,
+    /// This process's reservation queues, combined the same way.
+    pub reservations: inventory::combiner::Combiner<inventory::reservations::ReserveStock>,
     /// API key verdicts, cached briefly (see `auth`).
     pub keys: auth::Keys,
 }
@@ -64,6 +66,7 @@ impl AppState {
             .context("starting the event feed")?;
         Ok(AppState {
             placements: inventory::combiner::Combiner::new(db.clone(), config.placement_lanes as usize),
+            reservations: inventory::combiner::Combiner::new(db.clone(), config.placement_lanes as usize),
             keys: auth::Keys::new(db.clone()),
             db,
             config: Arc::new(config),

@@ -15,7 +15,11 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 const ORDERS: &str = "stockroom_orders_total";
 const WEBHOOK_DELIVERIES: &str = "stockroom_webhook_deliveries_total";
 const TRANSACTION_RETRIES: &str = "stockroom_transaction_retries_total";
-const PLACEMENT_BATCH: &str = "stockroom_placement_batch_size";
+const RESERVATIONS: &str = "stockroom_reservations_total";
+const COMBINED_BATCH: &str = "stockroom_combined_batch_size";
+
+/// Every kind of write the combiner batches.
+const COMBINED_WRITES: &[&str] = &["order", "reservation"];
 
 /// Every outcome [`order`] records: the successes, then every error code an order can fail with.
 const ORDER_OUTCOMES: &[&str] = &[
@@ -39,6 +43,10 @@ fn describe() {
         "Order requests by outcome (placed, repeat, rejected, or an error code)."
     );
     metrics::describe_counter!(
+        RESERVATIONS,
+        "Reservation requests by outcome (held, or an error code); repeats of a key count as held."
+    );
+    metrics::describe_counter!(
         WEBHOOK_DELIVERIES,
         "Stripe webhook deliveries by how they were answered."
     );
@@ -49,16 +57,19 @@ fn describe() {
     for outcome in ORDER_OUTCOMES {
         metrics::counter!(ORDERS, "outcome" => *outcome).increment(0);
     }
+    metrics::counter!(RESERVATIONS, "outcome" => "held").increment(0);
     for result in WEBHOOK_RESULTS {
         metrics::counter!(WEBHOOK_DELIVERIES, "result" => *result).increment(0);
     }
     metrics::counter!(TRANSACTION_RETRIES).increment(0);
     metrics::describe_histogram!(
-        PLACEMENT_BATCH,
-        "Orders placed per placement transaction (group commit)."
+        COMBINED_BATCH,
+        "Writes (orders or reservations) combined into one transaction (group commit)."
     );
-    // Registered, not observed: the series exists (empty) from the first scrape.
-    let _ = metrics::histogram!(PLACEMENT_BATCH);
+    // Registered, not observed: the series exist (empty) from the first scrape.
+    for write in COMBINED_WRITES {
+        let _ = metrics::histogram!(COMBINED_BATCH, "write" => *write);
+    }
 }
 
 /// The process's Prometheus recorder, installed on first call.
@@ -80,6 +91,11 @@ pub fn order(outcome: &'static str) {
     metrics::counter!(ORDERS, "outcome" => outcome).increment(1);
 }
 
+/// Counts a reservation request by outcome: `held` or the error code it failed with.
+pub fn reservation(outcome: &'static str) {
+    metrics::counter!(RESERVATIONS, "outcome" => outcome).increment(1);
+}
+
 /// Counts a Stripe webhook delivery by how it was answered.
 pub fn webhook(result: &'static str) {
     metrics::counter!(WEBHOOK_DELIVERIES, "result" => result).increment(1);
@@ -90,7 +106,7 @@ pub fn transaction_retry() {
     metrics::counter!(TRANSACTION_RETRIES).increment(1);
 }
 
-/// Records how many orders one placement transaction combined.
-pub fn placement_batch(orders: usize) {
-    metrics::histogram!(PLACEMENT_BATCH).record(orders as f64);
+/// Records how many writes of one kind (`order`, `reservation`) one transaction combined.
+pub fn combined_batch(write: &'static str, size: usize) {
+    metrics::histogram!(COMBINED_BATCH, "write" => write).record(size as f64);
 }

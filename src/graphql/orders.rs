@@ -206,6 +206,6 @@ impl OrderMutation {
                 .transpose()?,
             lines: parse_lines(&input.lines)?,
         };
-        Ok(Order(state(ctx).placements.place(order).await?.order))
+        Ok(Order(state(ctx).placements.submit(order).await?.order))
     }
 }

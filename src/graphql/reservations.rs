@@ -149,7 +149,7 @@ impl ReservationMutation {
             lines: parse_lines(&input.lines)?,
             ttl_seconds: input.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS).into(),
         };
-        Ok(Reservation(reservations::reserve_stock(&state(ctx).db, &cmd).await?))
+        Ok(Reservation(state(ctx).reservations.submit(cmd).await?))
     }
 
     /// Gives a reservation's stock back (ACTIVE → RELEASED); harmless when repeated.

@@ -1,23 +1,25 @@
-//! Group commit for order placement: concurrent orders go to the database together.
+//! Group commit for order placement and reservations: concurrent writes go to the
+//! database together.
 //!
 //! Why: on one hot level every placement transaction queues on the same row lock, so
 //! throughput is bounded by one transaction per lock hand-over (and PostgreSQL's lock
-//! queue degrades as waiters pile up). Here, while a placement transaction is in flight,
-//! orders that arrive wait in a queue; when it commits, the queued ones (up to
-//! [`MAX_BATCH`]) go as the next transaction, decided one after another in arrival order
-//! by the same placement function (`placement::place_batch_in`). A lone order finds the
-//! queue idle and goes at once.
+//! queue degrades as waiters pile up). Here, while a transaction is in flight, writes
+//! that arrive wait in a queue; when it commits, the queued ones (up to [`MAX_BATCH`]) go
+//! as the next transaction, decided one after another in arrival order by the same
+//! function a lone write uses ([`Combinable::write_batch`]: `placement::place_batch_in`,
+//! `reservations::reserve_batch_in`). A lone write finds the queue idle and goes at once.
 //!
-//! Orders are spread over a few independent queues ("lanes", `STOCKROOM_PLACEMENT_LANES`)
-//! by their first sku, so orders for different skus still run in parallel while each hot
-//! sku's orders combine. Few lanes, because the win is in the combining: with many, orders
-//! for many skus spread so thin that each transaction carries one order again. Nothing
-//! depends on the combining for correctness: every batch takes the same row locks and
-//! version guards as a single order, across processes too.
+//! Writes are spread over a few independent queues ("lanes", `STOCKROOM_PLACEMENT_LANES`)
+//! by their first sku, so writes for different skus still run in parallel while each hot
+//! sku's writes combine. Few lanes, because the win is in the combining: with many, writes
+//! for many skus spread so thin that each transaction carries one again. Nothing depends
+//! on the combining for correctness: every batch takes the same row locks and version
+//! guards as a single write, across processes too.
 //!
-//! Every order gets its own verdict; one that fails never fails the others. If the batch
-//! transaction itself fails (a lost connection, say), its orders are placed again one by
-//! one: PaymentIntents make that idempotent, so none is lost or doubled.
+//! Every write gets its own verdict; one that fails never fails the others. If the batch
+//! transaction itself fails (a lost connection, say), its writes are made again one by
+//! one: their idempotency keys (PaymentIntents, reservation keys) make that safe, so none
+//! is lost or doubled.
 
 use std::{
     collections::hash_map::DefaultHasher,
@@ -29,52 +31,92 @@ use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use tokio::sync::oneshot;
 
-use super::{
-    orders::Placed,
-    placement::{self, PlaceOrder},
-};
+use sea_orm::DatabaseTransaction;
+
 use crate::{
-    db::Database,
+    db::{Database, TxnFuture},
     error::{Error, Result},
 };
 
-/// Most orders one transaction places. Large enough that a burst of a few hundred
+/// A write that can share its transaction with concurrent writes of its kind.
+pub trait Combinable: Send + Sync + Sized + 'static {
+    type Outcome: Send + 'static;
+
+    /// What the batch-size metric calls this kind of write.
+    const KIND: &'static str;
+
+    /// Refuses a malformed write before it queues.
+    fn validate(&self) -> Result<()>;
+
+    /// The sku that picks its lane: writes for one sku always meet in one queue.
+    fn lane_sku(&self) -> Option<&str>;
+
+    /// Its lines, counted against [`MAX_BATCH_LINES`].
+    fn line_count(&self) -> usize;
+
+    /// Makes every write of `batch`, in order, inside the caller's transaction: one
+    /// verdict each. An `Err` of the whole call means the transaction failed and must be
+    /// rolled back.
+    fn write_batch<'c>(txn: &'c DatabaseTransaction, batch: &'c [Self]) -> TxnFuture<'c, Vec<Result<Self::Outcome>>>;
+
+    /// Counts a verdict in the metrics.
+    fn count(verdict: &Result<Self::Outcome>);
+}
+
+/// Most writes one transaction makes. Large enough that a burst of a few hundred
 /// clients needs only a few transactions, small enough to keep each one short.
 pub const MAX_BATCH: usize = 128;
 
-/// Most order lines one transaction places: keeps its multi-row statements far below
-/// PostgreSQL's 65,535 bind parameters (a ledger row takes 10), however large the orders.
+/// Most lines one transaction writes: keeps its multi-row statements far below
+/// PostgreSQL's 65,535 bind parameters (a ledger row takes 10), however large the writes.
 pub const MAX_BATCH_LINES: usize = 2_000;
 
-struct Pending {
-    order: PlaceOrder,
-    reply: oneshot::Sender<Result<Placed>>,
+struct Pending<W: Combinable> {
+    write: W,
+    reply: oneshot::Sender<Result<W::Outcome>>,
 }
 
-#[derive(Default)]
-struct Lane {
-    queue: Vec<Pending>,
+struct Lane<W: Combinable> {
+    queue: Vec<Pending<W>>,
     /// Whether a task is draining this lane.
     busy: bool,
-    /// Orders in the transaction running now.
+    /// Writes in the transaction running now.
     in_flight: usize,
 }
 
-/// The per-process placement queues; cheap to clone.
-#[derive(Clone)]
-pub struct Combiner {
-    db: Database,
-    lanes: Arc<[Mutex<Lane>]>,
+impl<W: Combinable> Default for Lane<W> {
+    fn default() -> Self {
+        Lane {
+            queue: Vec::new(),
+            busy: false,
+            in_flight: 0,
+        }
+    }
 }
 
-impl std::fmt::Debug for Combiner {
+/// The per-process queues for one kind of write; cheap to clone.
+pub struct Combiner<W: Combinable> {
+    db: Database,
+    lanes: Arc<[Mutex<Lane<W>>]>,
+}
+
+impl<W: Combinable> Clone for Combiner<W> {
+    fn clone(&self) -> Self {
+        Combiner {
+            db: self.db.clone(),
+            lanes: self.lanes.clone(),
+        }
+    }
+}
+
+impl<W: Combinable> std::fmt::Debug for Combiner<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Combiner").field("queued", &self.queued()).finish()
     }
 }
 
-impl Combiner {
-    /// `lanes` queues placing through `db`.
+impl<W: Combinable> Combiner<W> {
+    /// `lanes` queues writing through `db`.
     pub fn new(db: Database, lanes: usize) -> Self {
         Combiner {
             db,
@@ -82,44 +124,44 @@ impl Combiner {
         }
     }
 
-    /// Places `order`, combined with whatever other orders are waiting in its lane.
-    pub async fn place(&self, order: PlaceOrder) -> Result<Placed> {
-        order.validate()?;
-        let lane = lane_of(&order, self.lanes.len());
+    /// Makes `write`, combined with whatever other writes are waiting in its lane.
+    pub async fn submit(&self, write: W) -> Result<W::Outcome> {
+        write.validate()?;
+        let lane = lane_of(&write, self.lanes.len());
         let (reply, verdict) = oneshot::channel();
         let start = {
             let mut queue = self.lock(lane);
-            queue.queue.push(Pending { order, reply });
+            queue.queue.push(Pending { write, reply });
             !std::mem::replace(&mut queue.busy, true)
         };
         if start {
             // A task of its own, not the caller's: a client that hangs up must not
-            // strand the orders queued behind its own.
+            // strand the writes queued behind its own.
             tokio::spawn(self.clone().drain(lane));
         }
         verdict
             .await
-            .unwrap_or_else(|_| Err(Error::Internal("the placement queue dropped an order".into())))
+            .unwrap_or_else(|_| Err(Error::Internal("the write queue dropped a write".into())))
     }
 
-    /// Orders waiting for a transaction (not counting those in one).
+    /// Writes waiting for a transaction (not counting those in one).
     pub fn queued(&self) -> usize {
         (0..self.lanes.len()).map(|lane| self.lock(lane).queue.len()).sum()
     }
 
-    /// Orders in a transaction right now.
+    /// Writes in a transaction right now.
     pub fn in_flight(&self) -> usize {
         (0..self.lanes.len()).map(|lane| self.lock(lane).in_flight).sum()
     }
 
-    fn lock(&self, lane: usize) -> std::sync::MutexGuard<'_, Lane> {
+    fn lock(&self, lane: usize) -> std::sync::MutexGuard<'_, Lane<W>> {
         // A panic while holding this lock cannot leave a half-made change: the queue is a Vec.
         self.lanes[lane].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn drain(self, lane: usize) {
         loop {
-            let batch: Vec<Pending> = {
+            let batch: Vec<Pending<W>> = {
                 let mut queue = self.lock(lane);
                 if queue.queue.is_empty() {
                     queue.busy = false;
@@ -132,7 +174,7 @@ impl Combiner {
                     .iter()
                     .take(MAX_BATCH)
                     .take_while(|pending| {
-                        lines += pending.order.lines.len();
+                        lines += pending.write.line_count();
                         lines <= MAX_BATCH_LINES
                     })
                     .count()
@@ -146,62 +188,67 @@ impl Combiner {
             if AssertUnwindSafe(self.run(batch)).catch_unwind().await.is_err() {
                 tracing::error!(
                     lane,
-                    "a placement batch panicked; its orders were answered with an error"
+                    kind = W::KIND,
+                    "a combined batch panicked; its writes were answered with an error"
                 );
             }
         }
     }
 
-    async fn run(&self, batch: Vec<Pending>) {
-        let (orders, replies): (Vec<PlaceOrder>, Vec<_>) =
-            batch.into_iter().map(|pending| (pending.order, pending.reply)).unzip();
-        crate::metrics::placement_batch(orders.len());
-        let verdicts = self
-            .db
-            .write(&orders, |txn, orders| Box::pin(placement::place_batch_in(txn, orders)))
-            .await;
+    async fn run(&self, batch: Vec<Pending<W>>) {
+        let (writes, replies): (Vec<W>, Vec<_>) =
+            batch.into_iter().map(|pending| (pending.write, pending.reply)).unzip();
+        crate::metrics::combined_batch(W::KIND, writes.len());
+        let verdicts = self.db.write(&writes, |txn, writes| W::write_batch(txn, writes)).await;
         let verdicts = match verdicts {
             Ok(verdicts) => verdicts,
-            Err(err) if orders.len() == 1 => vec![Err(err)],
+            Err(err) if writes.len() == 1 => vec![Err(err)],
             Err(err) => {
-                tracing::warn!(error = %err, orders = orders.len(), "batch placement failed; placing its orders one by one");
-                self.one_by_one(&orders).await
+                tracing::warn!(error = %err, kind = W::KIND, writes = writes.len(), "a combined batch failed; making its writes one by one");
+                self.one_by_one(&writes).await
             }
         };
         for (reply, verdict) in replies.into_iter().zip(verdicts) {
             // Counted here, not by the caller: the caller may have gone away, and its
-            // order stands (and counts) either way.
-            placement::count(&verdict);
+            // write stands (and counts) either way.
+            W::count(&verdict);
             reply.send(verdict).ok();
         }
     }
 
-    /// Places the orders of a failed batch each in its own transaction. A transient
+    /// Makes the writes of a failed batch each in its own transaction. A transient
     /// failure (the database unreachable, a lock wait that ran out) would only repeat for
-    /// every order behind it, holding the lane for as many timeouts: from the first one on,
-    /// the rest get the same answer and retry (their PaymentIntents make that safe).
-    async fn one_by_one(&self, orders: &[PlaceOrder]) -> Vec<Result<Placed>> {
-        let mut verdicts: Vec<Result<Placed>> = Vec::with_capacity(orders.len());
-        for order in orders {
+    /// every write behind it, holding the lane for as many timeouts: from the first one on,
+    /// the rest get the same answer and retry (their idempotency keys make that safe).
+    async fn one_by_one(&self, writes: &[W]) -> Vec<Result<W::Outcome>> {
+        let mut verdicts: Vec<Result<W::Outcome>> = Vec::with_capacity(writes.len());
+        for write in writes {
             if let Some(Err(err)) = verdicts.last()
                 && err.is_transient()
             {
                 verdicts.push(Err(err.clone()));
                 continue;
             }
-            let placed = self
+            let verdict = self
                 .db
-                .write(order, |txn, order| Box::pin(placement::place_order_in(txn, order)))
+                .write(write, |txn, write| {
+                    Box::pin(async move {
+                        W::write_batch(txn, std::slice::from_ref(write))
+                            .await?
+                            .pop()
+                            .unwrap_or_else(|| Err(Error::Internal("a write got no verdict".into())))
+                    })
+                })
                 .await;
-            verdicts.push(placed);
+            verdicts.push(verdict);
         }
         verdicts
     }
 }
 
-/// The lane of an order: by its first sku, so one sku's orders always meet in one queue.
-fn lane_of(order: &PlaceOrder, lanes: usize) -> usize {
+/// The lane of a write: by its first sku, so one sku's writes always meet in one queue.
+fn lane_of<W: Combinable>(write: &W, lanes: usize) -> usize {
     let mut hasher = DefaultHasher::new();
-    order.lines.first().map(|line| line.sku.as_str()).hash(&mut hasher);
+    write.lane_sku().hash(&mut hasher);
     (hasher.finish() % lanes as u64) as usize
 }

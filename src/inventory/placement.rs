@@ -39,6 +39,7 @@ use entity::{order_line, reservation::ReservationStatus, stock_movement::Movemen
 use sea_orm::{ActiveValue::Set, DatabaseTransaction};
 
 use super::{
+    combiner::Combinable,
     ledger::Movement,
     levels::{self, Change, Delta},
     orders::{self, NewOrder, Placed},
@@ -47,7 +48,7 @@ use super::{
     values::{LineRequest, MAX_LINES, PaymentIntentId, ReservationKey},
 };
 use crate::{
-    db::{Clock, Database},
+    db::{Clock, Database, TxnFuture},
     error::{Error, Result},
     events::outbox::{self, Backordered},
 };
@@ -79,6 +80,32 @@ impl PlaceOrder {
             shipping_option_id: self.shipping_option_id,
             lines: &self.lines,
         }
+    }
+}
+
+impl Combinable for PlaceOrder {
+    type Outcome = Placed;
+
+    const KIND: &'static str = "order";
+
+    fn validate(&self) -> Result<()> {
+        PlaceOrder::validate(self)
+    }
+
+    fn lane_sku(&self) -> Option<&str> {
+        self.lines.first().map(|line| line.sku.as_str())
+    }
+
+    fn line_count(&self) -> usize {
+        self.lines.len()
+    }
+
+    fn write_batch<'c>(txn: &'c DatabaseTransaction, batch: &'c [Self]) -> TxnFuture<'c, Vec<Result<Placed>>> {
+        Box::pin(place_batch_in(txn, batch))
+    }
+
+    fn count(verdict: &Result<Placed>) {
+        count(verdict)
     }
 }
 

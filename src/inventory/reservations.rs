@@ -1,4 +1,5 @@
-//! Reservations: stock held for a checkout (`reserveStock`), given back (`releaseReservation`,
+//! Reservations: stock held for a checkout (`reserveStock`, combined like orders: see
+//! [`reserve_batch_in`]), given back (`releaseReservation`,
 //! or the expiry sweep), or turned into an order (`placeOrder` with its key, see
 //! `placement`).
 //!
@@ -8,7 +9,7 @@
 //! units back to `reserved_quantity`. Every path locks the reservation row first and then
 //! its levels (in id order), the same order placement uses, so none can deadlock another.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, hash_map::Entry};
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{reservation, reservation::ReservationStatus, reservation_line, stock_movement::MovementReason};
@@ -19,14 +20,15 @@ use sea_orm::{
 };
 
 use super::{
+    combiner::Combinable,
     ledger::Movement,
-    levels::{self, Delta},
+    levels::{self, Change, Delta},
     planning::{OwnHold, PlanRequest, Planner},
     values::ReservationKey,
     values::{LineRequest, MAX_LINES},
 };
 use crate::{
-    db::{self, Database},
+    db::{self, Database, TxnFuture},
     error::{Error, Result},
 };
 
@@ -46,31 +48,190 @@ pub struct ReserveStock {
     pub ttl_seconds: i64,
 }
 
-/// Holds stock (idempotent per key: a repeat returns the reservation that exists).
-pub async fn reserve_stock(db: &Database, cmd: &ReserveStock) -> Result<reservation::Model> {
-    if cmd.lines.is_empty() || cmd.lines.len() > MAX_LINES {
-        return Err(Error::bad_input(format!("a reservation needs 1 to {MAX_LINES} lines")));
+impl ReserveStock {
+    /// Checks the shape of the request: 1 to `MAX_LINES` lines, a TTL within bounds.
+    pub fn validate(&self) -> Result<()> {
+        if self.lines.is_empty() || self.lines.len() > MAX_LINES {
+            return Err(Error::bad_input(format!("a reservation needs 1 to {MAX_LINES} lines")));
+        }
+        if !(1..=MAX_TTL_SECONDS).contains(&self.ttl_seconds) {
+            return Err(Error::bad_input(format!(
+                "ttlSeconds must be between 1 and {MAX_TTL_SECONDS}"
+            )));
+        }
+        Ok(())
     }
-    if !(1..=MAX_TTL_SECONDS).contains(&cmd.ttl_seconds) {
-        return Err(Error::bad_input(format!(
-            "ttlSeconds must be between 1 and {MAX_TTL_SECONDS}"
-        )));
+
+    fn plan_request(&self) -> PlanRequest<'_> {
+        PlanRequest {
+            sales_channel_id: self.sales_channel_id,
+            shipping_option_id: self.shipping_option_id,
+            lines: &self.lines,
+        }
     }
-    db.write(cmd, |txn, cmd| Box::pin(reserve_in(txn, cmd))).await
 }
 
-async fn reserve_in(txn: &DatabaseTransaction, cmd: &ReserveStock) -> Result<reservation::Model> {
-    let request = PlanRequest {
-        sales_channel_id: cmd.sales_channel_id,
-        shipping_option_id: cmd.shipping_option_id,
-        lines: &cmd.lines,
-    };
-    let requests = [request];
+impl Combinable for ReserveStock {
+    type Outcome = reservation::Model;
+
+    const KIND: &'static str = "reservation";
+
+    fn validate(&self) -> Result<()> {
+        ReserveStock::validate(self)
+    }
+
+    fn lane_sku(&self) -> Option<&str> {
+        self.lines.first().map(|line| line.sku.as_str())
+    }
+
+    fn line_count(&self) -> usize {
+        self.lines.len()
+    }
+
+    fn write_batch<'c>(
+        txn: &'c DatabaseTransaction,
+        batch: &'c [Self],
+    ) -> TxnFuture<'c, Vec<Result<reservation::Model>>> {
+        Box::pin(reserve_batch_in(txn, batch))
+    }
+
+    fn count(verdict: &Result<reservation::Model>) {
+        crate::metrics::reservation(match verdict {
+            Ok(_) => "held",
+            Err(err) => err.code(),
+        });
+    }
+}
+
+/// Makes every reservation of `batch` (each already validated) inside the caller's write
+/// transaction, deciding them in order, each against the stock its predecessors left;
+/// the same steps as placement (see `placement`): read the catalog, claim the keys with
+/// one multi-row insert, lock the levels, decide, write each level once. A key twice in
+/// the batch is held by its first request; the later ones answer with its result. Returns
+/// one verdict per request; an `Err` of the whole call means the transaction failed.
+pub async fn reserve_batch_in(
+    txn: &DatabaseTransaction,
+    batch: &[ReserveStock],
+) -> Result<Vec<Result<reservation::Model>>> {
+    let requests: Vec<PlanRequest> = batch.iter().map(ReserveStock::plan_request).collect();
     let mut planner = Planner::prepare(txn, &requests).await?;
-    planner.check(0)?;
+    let mut verdicts: Vec<Option<Result<reservation::Model>>> = (0..batch.len())
+        .map(|index| planner.check(index).err().map(Err))
+        .collect();
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    let mut repeats = Vec::new();
+    for (index, cmd) in batch.iter().enumerate() {
+        if verdicts[index].is_some() {
+            continue;
+        }
+        match first_of.entry(cmd.key.as_str()) {
+            Entry::Occupied(first) => repeats.push((index, *first.get())),
+            Entry::Vacant(slot) => {
+                slot.insert(index);
+            }
+        }
+    }
     let mut clock = db::Clock::default();
-    let now = clock.now(txn).await?;
-    let row = reservation::ActiveModel {
+    let mut firsts: Vec<&ReserveStock> = first_of.values().map(|&index| &batch[index]).collect();
+    let claimed = if firsts.is_empty() {
+        HashMap::new()
+    } else {
+        let now = clock.now(txn).await?;
+        claim_keys(txn, &mut firsts, now).await?
+    };
+    let mut to_decide: Vec<usize> = Vec::new();
+    for (key, &index) in &first_of {
+        verdicts[index] = match claimed.get(*key) {
+            Some(Claimed { created: true, .. }) => {
+                to_decide.push(index);
+                None
+            }
+            Some(Claimed { held, .. }) => Some(Ok(held.clone())),
+            None => Some(Err(Error::Internal("a claimed reservation vanished".into()))),
+        };
+    }
+    to_decide.sort_unstable();
+
+    let no_holds = vec![None; batch.len()];
+    planner.lock(txn, &requests, &to_decide, &no_holds, &mut clock).await?;
+    let mut changes = Vec::new();
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for &index in &to_decide {
+        let Some(Claimed { held, .. }) = claimed.get(batch[index].key.as_str()) else {
+            continue;
+        };
+        match planner.decide(index, &requests[index], None) {
+            Ok(plan) => {
+                let mut deltas: BTreeMap<i32, Delta> = BTreeMap::new();
+                for allocation in &plan.allocations {
+                    deltas.entry(allocation.level_id).or_default().reserved += allocation.quantity;
+                }
+                changes.extend(deltas.into_iter().map(|(level_id, delta)| Change {
+                    level_id,
+                    delta,
+                    movement: Movement::reservation(MovementReason::Reservation, delta.reserved, held.id),
+                }));
+                rows.extend(plan.lines.iter().zip(&plan.allocations).map(|(line, allocation)| {
+                    reservation_line::ActiveModel {
+                        reservation_id: Set(held.id),
+                        sku: Set(line.sku.to_string()),
+                        inventory_level_id: Set(allocation.level_id),
+                        stock_location_id: Set(allocation.stock_location_id),
+                        quantity: Set(allocation.quantity),
+                        ..Default::default()
+                    }
+                }));
+                verdicts[index] = Some(Ok(held.clone()));
+            }
+            Err(err) => {
+                failed.push(held.id);
+                verdicts[index] = Some(Err(err));
+            }
+        }
+    }
+    levels::apply_changes(txn, planner.locked(), changes).await?;
+    if !rows.is_empty() {
+        reservation_line::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if !failed.is_empty() {
+        // A request that could not be held leaves no trace; a twin waiting on its key
+        // then claims it afresh.
+        reservation::Entity::delete_many()
+            .filter(reservation::Column::Id.is_in(failed))
+            .exec(txn)
+            .await?;
+    }
+    for (index, first) in repeats {
+        verdicts[index] = Some(match &verdicts[first] {
+            Some(verdict) => verdict.clone(),
+            None => Err(Error::Internal("a repeated reservation's first got no verdict".into())),
+        });
+    }
+    Ok(verdicts
+        .into_iter()
+        .map(|verdict| verdict.unwrap_or_else(|| Err(Error::Internal("a reservation got no verdict".into()))))
+        .collect())
+}
+
+/// A reservation row for a key: new (`created`) or the one that existed.
+struct Claimed {
+    held: reservation::Model,
+    created: bool,
+}
+
+/// Claims each key of `requests` (distinct keys) with one multi-row insert, in key order
+/// so that two transactions claiming overlapping keys cannot deadlock; a concurrent twin
+/// waits on the unique key, then finds the row. Returns the rows by key.
+async fn claim_keys(
+    txn: &DatabaseTransaction,
+    requests: &mut [&ReserveStock],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Claimed>> {
+    requests.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
+    let rows = requests.iter().map(|cmd| reservation::ActiveModel {
         key: Set(cmd.key.as_str().to_owned()),
         sales_channel_id: Set(cmd.sales_channel_id),
         shipping_option_id: Set(cmd.shipping_option_id),
@@ -80,46 +241,37 @@ async fn reserve_in(txn: &DatabaseTransaction, cmd: &ReserveStock) -> Result<res
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
-    };
-    // Same idempotency as orders: a concurrent twin waits on the unique key, then finds it.
-    let inserted = reservation::Entity::insert(row)
+    });
+    let inserted = reservation::Entity::insert_many(rows)
         .on_conflict_do_nothing_on([reservation::Column::Key])
-        .exec_without_returning(txn)
+        .exec_with_returning_many(txn)
         .await?;
-    let held = reservation::Entity::find()
-        .filter(reservation::Column::Key.eq(cmd.key.as_str()))
-        .one(txn)
-        .await?
-        .ok_or_else(|| Error::Internal("the reservation for this key vanished".into()))?;
-    if !matches!(inserted, TryInsertResult::Inserted(1)) {
-        return Ok(held);
-    }
-    planner.lock(txn, &requests, &[0], &[None], &mut clock).await?;
-    let plan = planner.decide(0, &request, None)?;
-    let mut deltas: BTreeMap<i32, Delta> = BTreeMap::new();
-    for allocation in &plan.allocations {
-        deltas.entry(allocation.level_id).or_default().reserved += allocation.quantity;
-    }
-    levels::apply(txn, planner.locked(), &deltas, |delta| {
-        Movement::reservation(MovementReason::Reservation, delta.reserved, held.id)
-    })
-    .await?;
-    let rows = plan
-        .lines
+    let mut claimed: HashMap<String, Claimed> = match inserted {
+        TryInsertResult::Inserted(rows) => rows
+            .into_iter()
+            .map(|held| (held.key.clone(), Claimed { held, created: true }))
+            .collect(),
+        TryInsertResult::Conflicted | TryInsertResult::Empty => HashMap::new(),
+    };
+    let existing: Vec<&str> = requests
         .iter()
-        .zip(&plan.allocations)
-        .map(|(line, allocation)| reservation_line::ActiveModel {
-            reservation_id: Set(held.id),
-            sku: Set(line.sku.to_string()),
-            inventory_level_id: Set(allocation.level_id),
-            stock_location_id: Set(allocation.stock_location_id),
-            quantity: Set(allocation.quantity),
-            ..Default::default()
-        });
-    reservation_line::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await?;
-    Ok(held)
+        .map(|cmd| cmd.key.as_str())
+        .filter(|key| !claimed.contains_key(*key))
+        .collect();
+    if !existing.is_empty() {
+        // READ COMMITTED: this new statement sees the twins that made our inserts conflict.
+        for held in reservation::Entity::find()
+            .filter(reservation::Column::Key.is_in(existing))
+            .all(txn)
+            .await?
+        {
+            claimed.insert(held.key.clone(), Claimed { held, created: false });
+        }
+    }
+    if claimed.len() != requests.len() {
+        return Err(Error::Internal("the reservation for a claimed key vanished".into()));
+    }
+    Ok(claimed)
 }
 
 /// ACTIVE → RELEASED, giving the held stock back. Releasing again is harmless; a

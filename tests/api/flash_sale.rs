@@ -6,6 +6,8 @@ use std::{collections::HashSet, time::Duration};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, TransactionTrait};
 use serde_json::{Value, json};
 
+use stockroom::inventory::combiner::{Combinable, Combiner};
+
 use crate::helpers::{Backend, Client, Gql, TestApp, on_each_backend, race};
 
 const PLACE: &str = "mutation($pi: String!, $c: ID!, $lines: [OrderLineInput!]!) {
@@ -17,6 +19,9 @@ async fn place(client: &Client, pi: &str, channel: i32, lines: Value) -> Gql {
         .gql(PLACE, json!({ "pi": pi, "c": channel.to_string(), "lines": lines }))
         .await
 }
+
+const RESERVE: &str = "mutation($key: String!, $c: ID!, $lines: [OrderLineInput!]!) {
+    reserveStock(input: { key: $key, salesChannelId: $c, lines: $lines }) { id key status } }";
 
 fn units(sku: &str, quantity: i32) -> Value {
     json!([{ "sku": sku, "quantity": quantity }])
@@ -49,39 +54,58 @@ async fn block_writes(app: &TestApp, level_id: i32) -> DatabaseTransaction {
     blocker
 }
 
-/// Waits until `queued` orders wait in the placement queue and `in_flight` are in a
+/// Waits until `queued` writes wait in `combiner`'s queues and `in_flight` are in a
 /// transaction.
-async fn until_placing(app: &TestApp, queued: usize, in_flight: usize) {
-    let placements = &app.state().placements;
+async fn until_combining<W: Combinable>(combiner: &Combiner<W>, queued: usize, in_flight: usize) {
     for _ in 0..2000 {
-        if placements.queued() == queued && placements.in_flight() == in_flight {
+        if combiner.queued() == queued && combiner.in_flight() == in_flight {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!(
         "{} queued and {} in flight, expected {queued} and {in_flight}",
-        placements.queued(),
-        placements.in_flight()
+        combiner.queued(),
+        combiner.in_flight()
     );
 }
 
-/// Places each of `requests` in its own task, the first alone: once it is in flight (held
-/// up by the blocked writes), the rest are sent and wait in the queue behind it.
-async fn queue_behind_one(
+async fn until_placing(app: &TestApp, queued: usize, in_flight: usize) {
+    until_combining(&app.state().placements, queued, in_flight).await;
+}
+
+/// Sends each of `requests` in its own task, the first alone: once it is in flight (held
+/// up by the blocked writes), the rest are sent and wait in `combiner`'s queue behind it.
+async fn queue_behind_one<W, F, Fut>(
+    combiner: &Combiner<W>,
+    requests: &[(String, Value)],
+    send: F,
+) -> Vec<tokio::task::JoinHandle<Gql>>
+where
+    W: Combinable,
+    F: Fn(String, Value) -> Fut,
+    Fut: Future<Output = Gql> + Send + 'static,
+{
+    let spawn = |(id, lines): (String, Value)| tokio::spawn(send(id, lines));
+    let mut tasks = vec![spawn(requests[0].clone())];
+    until_combining(combiner, 0, 1).await;
+    tasks.extend(requests[1..].iter().cloned().map(spawn));
+    until_combining(combiner, requests.len() - 1, 1).await;
+    tasks
+}
+
+/// Queues `requests` as orders of `channel` behind the first (see [`queue_behind_one`]).
+async fn orders_behind_one(
     app: &TestApp,
     channel: i32,
     requests: &[(String, Value)],
 ) -> Vec<tokio::task::JoinHandle<Gql>> {
-    let spawn = |(pi, lines): (String, Value)| {
-        let client = app.client().clone();
-        tokio::spawn(async move { place(&client, &pi, channel, lines).await })
-    };
-    let mut tasks = vec![spawn(requests[0].clone())];
-    until_placing(app, 0, 1).await;
-    tasks.extend(requests[1..].iter().cloned().map(spawn));
-    until_placing(app, requests.len() - 1, 1).await;
-    tasks
+    let client = app.client().clone();
+    queue_behind_one(&app.state().placements, requests, move |pi, lines| {
+        let client = client.clone();
+        async move { place(&client, &pi, channel, lines).await }
+    })
+    .await
 }
 
 /// Orders placed per PaymentIntent, from the table.
@@ -114,7 +138,7 @@ async fn one_combined_batch_gives_each_order_its_own_verdict() {
             json!([{ "sku": "HOT", "quantity": 1 }, { "sku": "NOPE", "quantity": 1 }]),
         ));
         requests.push(("pi_greedy".to_owned(), units("HOT", 100)));
-        let tasks = queue_behind_one(&app, channel, &requests).await;
+        let tasks = orders_behind_one(&app, channel, &requests).await;
         blocker.rollback().await.unwrap();
         let mut results = Vec::new();
         for task in tasks {
@@ -173,13 +197,93 @@ async fn one_combined_batch_gives_each_order_its_own_verdict() {
 }
 
 #[tokio::test]
+async fn combined_reservations_hold_the_last_units_once_each() {
+    on_each_backend(|app| async move {
+        let (location, channel) = hot_shop(&app, 10, false).await;
+        let level_id = app.level("HOT", location).await.id;
+        let blocker = block_writes(&app, level_id).await;
+        // 12 one-unit carts, one key sent 4 times, one naming an unknown sku, one asking
+        // for more than there is: 18 holds, 17 of them queued behind the first.
+        let mut requests: Vec<(String, Value)> = (0..12).map(|i| (format!("cart-{i}"), units("HOT", 1))).collect();
+        requests.extend((0..4).map(|_| ("cart-dup".to_owned(), units("HOT", 1))));
+        requests.push((
+            "cart-unknown".to_owned(),
+            json!([{ "sku": "HOT", "quantity": 1 }, { "sku": "NOPE", "quantity": 1 }]),
+        ));
+        requests.push(("cart-greedy".to_owned(), units("HOT", 100)));
+        let client = app.client().clone();
+        let tasks = queue_behind_one(&app.state().reservations, &requests, move |key, lines| {
+            let client = client.clone();
+            async move {
+                let variables = json!({ "key": key, "c": channel.to_string(), "lines": lines });
+                client.gql(RESERVE, variables).await
+            }
+        })
+        .await;
+        blocker.rollback().await.unwrap();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+
+        let verdicts = |key: &str| -> Vec<&Gql> {
+            requests
+                .iter()
+                .zip(&results)
+                .filter(|((id, _), _)| id == key)
+                .map(|(_, result)| result)
+                .collect()
+        };
+        assert_eq!(verdicts("cart-unknown")[0].error_code(), Some("NOT_FOUND"));
+        assert_eq!(verdicts("cart-greedy")[0].error_code(), Some("OUT_OF_STOCK"));
+        let dup_ids: HashSet<String> = verdicts("cart-dup")
+            .iter()
+            .filter(|result| result.error_code().is_none())
+            .map(|result| result.data()["reserveStock"]["id"].to_string())
+            .collect();
+        let dup_refused = verdicts("cart-dup")
+            .iter()
+            .filter(|result| result.error_code() == Some("OUT_OF_STOCK"))
+            .count();
+        assert!(
+            (dup_ids.len() == 1 && dup_refused == 0) || (dup_ids.is_empty() && dup_refused == 4),
+            "four copies of one key answer alike: {dup_ids:?}, {dup_refused} refused"
+        );
+        let held: HashSet<&str> = requests
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| result.error_code().is_none())
+            .map(|((key, _), _)| key.as_str())
+            .collect();
+        for ((key, _), result) in requests.iter().zip(&results) {
+            if !held.contains(key.as_str()) && key != "cart-unknown" {
+                assert_eq!(result.error_code(), Some("OUT_OF_STOCK"), "{key}: {}", result.0);
+            }
+        }
+        assert_eq!(held.len(), 10, "exactly the 10 units were held: {held:?}");
+        assert_eq!(app.count("reservation").await, 10, "failed holds leave no trace");
+        assert_eq!(app.count("reservation_line").await, 10);
+        let level = app.level("HOT", location).await;
+        assert_eq!((level.stocked_quantity, level.reserved_quantity), (10, 10));
+        assert_eq!(
+            level.version,
+            1 + 10,
+            "the version counts every hold that changed the level"
+        );
+        assert_eq!(app.count("stock_movement WHERE reason = 'RESERVATION'").await, 10);
+        app.assert_ledger_matches_levels().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn combined_backorders_get_dense_events_in_order() {
     on_each_backend(|app| async move {
         let (location, channel) = hot_shop(&app, 5, true).await;
         let level_id = app.level("HOT", location).await.id;
         let blocker = block_writes(&app, level_id).await;
         let requests: Vec<(String, Value)> = (0..20).map(|i| (format!("pi_{i}"), units("HOT", 1))).collect();
-        let tasks = queue_behind_one(&app, channel, &requests).await;
+        let tasks = orders_behind_one(&app, channel, &requests).await;
         blocker.rollback().await.unwrap();
         for task in tasks {
             task.await.unwrap().data();
@@ -266,7 +370,7 @@ async fn a_batch_whose_transaction_is_killed_places_every_order_exactly_once() {
     let first_blocker = block_writes(&app, level_id).await;
     // One order in flight, waiting on the lock; 10 more queued behind it.
     let requests: Vec<(String, Value)> = (0..11).map(|i| (format!("pi_{i}"), units("HOT", 1))).collect();
-    let tasks = queue_behind_one(&app, channel, &requests).await;
+    let tasks = orders_behind_one(&app, channel, &requests).await;
     while lock_waiters(0).await.is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
