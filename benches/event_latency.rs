@@ -16,7 +16,10 @@ mod common;
 use common::ScratchDatabase;
 use futures_util::StreamExt;
 use serde_json::json;
-use stockroom::{auth::Caller, inventory::placement};
+use stockroom::{
+    auth::{Caller, Role},
+    inventory::placement,
+};
 
 const SUBSCRIBERS: usize = 200;
 const EVENTS: usize = 100;
@@ -39,7 +42,7 @@ async fn main() {
         .map(|_| {
             let request = async_graphql::Request::new("subscription { backorderEvents(after: \"0\") { id sku orderId backorderedQuantity location { name } } }")
                 .variables(async_graphql::Variables::from_json(json!({})))
-                .data(Caller::Admin);
+                .data(Caller::Key { id: 1, role: Role::Admin });
             let stream = schema.execute_stream(request);
             tokio::spawn(async move {
                 stream

@@ -97,12 +97,59 @@ pub struct Config {
     #[arg(long, env = "STOCKROOM_PLACEMENT_LANES", default_value_t = 4,
           value_parser = clap::value_parser!(u64).range(1..=64))]
     pub placement_lanes: u64,
+
+    /// How long each process remembers an API key's verdict, in ms (1 to 600000): the
+    /// bound on how long a revoked key keeps working in another process.
+    #[arg(long, env = "STOCKROOM_KEY_CACHE_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub key_cache_ms: u64,
+
+    /// Requests per second one client address may send without a valid API key (0: no
+    /// limit); past it the answer is 429 with `Retry-After`.
+    #[arg(long, env = "STOCKROOM_ANONYMOUS_RATE", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub anonymous_rate: u32,
+
+    /// Requests one client address may send at once without a key before the rate applies.
+    #[arg(long, env = "STOCKROOM_ANONYMOUS_BURST", default_value_t = 40,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub anonymous_burst: u32,
+
+    /// Behind a proxy: the header it puts the client address in (e.g. `x-forwarded-for`;
+    /// its right-most address is used, the one the proxy itself appended). Unset: the
+    /// address of the TCP peer.
+    #[arg(long, env = "STOCKROOM_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<axum::http::HeaderName>,
+
+    /// Browser origins allowed to call `/graphql` cross-origin (comma-separated, e.g.
+    /// `https://shop.example`; `*` for any). Without credentials: only the storefront
+    /// fields work from there. Empty: no CORS headers at all.
+    #[arg(long, env = "STOCKROOM_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<axum::http::HeaderValue>,
+}
+
+/// An origin as browsers send it: `*`, or `scheme://host[:port]` with nothing after it.
+fn parse_origin(origin: &str) -> Result<axum::http::HeaderValue, String> {
+    let origin = origin.trim();
+    let valid = origin == "*"
+        || origin.split_once("://").is_some_and(|(scheme, host)| {
+            matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/')
+        });
+    if !valid {
+        return Err(format!("{origin:?} is not an origin like https://shop.example"));
+    }
+    axum::http::HeaderValue::from_str(origin).map_err(|err| err.to_string())
 }
 
 impl Config {
     /// The bounded lock wait for writes.
     pub fn lock_timeout(&self) -> Duration {
         Duration::from_millis(self.lock_timeout_ms)
+    }
+
+    /// How long an API key's verdict is cached.
+    pub fn key_cache(&self) -> Duration {
+        Duration::from_millis(self.key_cache_ms)
     }
 
     /// Settings for tests and embedding: defaults, with the given database.
@@ -121,6 +168,11 @@ impl Config {
             db_pool_size: 20,
             max_body_bytes: 1024 * 1024,
             placement_lanes: 4,
+            key_cache_ms: 10_000,
+            anonymous_rate: 20,
+            anonymous_burst: 40,
+            client_ip_header: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -149,6 +201,8 @@ mod tests {
             ["--db-acquire-timeout-ms", "0"],
             ["--db-pool-size", "0"],
             ["--max-body-bytes", "0"],
+            ["--key-cache-ms", "0"],
+            ["--anonymous-burst", "0"],
         ] {
             let err = parse(&args).err().unwrap_or_else(|| panic!("{args:?} was accepted"));
             assert!(err.to_string().contains("not in"), "{args:?}: {err}");
@@ -163,5 +217,18 @@ mod tests {
         assert_eq!(parsed.event_poll_ms, programmatic.event_poll_ms);
         assert_eq!(parsed.db_pool_size, programmatic.db_pool_size);
         assert_eq!(parsed.max_body_bytes, programmatic.max_body_bytes);
+        assert_eq!(parsed.key_cache_ms, programmatic.key_cache_ms);
+        assert_eq!(parsed.anonymous_rate, programmatic.anonymous_rate);
+        assert_eq!(parsed.anonymous_burst, programmatic.anonymous_burst);
+    }
+
+    #[test]
+    fn cors_origins_must_be_bare_origins() {
+        let parsed = parse(&["--cors-origins", "https://shop.example,http://localhost:3000"]).unwrap();
+        assert_eq!(parsed.cors_origins.len(), 2);
+        assert!(parse(&["--cors-origins", "*"]).is_ok());
+        for bad in ["shop.example", "https://shop.example/path", "ftp://shop.example"] {
+            assert!(parse(&["--cors-origins", bad]).is_err(), "{bad} was accepted");
+        }
     }
 }

@@ -16,8 +16,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong, as clients see it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
-    #[error("a valid admin API key is required (Authorization: Bearer <key>)")]
+    #[error("a valid API key is required (Authorization: Bearer <key>)")]
     Unauthenticated,
+    #[error("this API key's role may not use this field")]
+    Forbidden,
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -45,6 +47,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Unauthenticated => "UNAUTHENTICATED",
+            Error::Forbidden => "FORBIDDEN",
             Error::NotFound(_) => "NOT_FOUND",
             Error::BadUserInput(_) => "BAD_USER_INPUT",
             Error::VersionConflict { .. } => "VERSION_CONFLICT",

@@ -67,7 +67,7 @@ impl AppState {
         Ok(AppState {
             placements: inventory::combiner::Combiner::new(db.clone(), config.placement_lanes as usize),
             reservations: inventory::combiner::Combiner::new(db.clone(), config.placement_lanes as usize),
-            keys: auth::Keys::new(db.clone()),
+            keys: auth::Keys::new(db.clone(), config.key_cache()),
             db,
             config: Arc::new(config),
             refunds,
@@ -80,7 +80,8 @@ impl AppState {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = AppState::connect(config).await?;
     let demo_key = if state.config.demo && demo::seed_if_empty(&state.db).await? {
-        Some(auth::create_key(&state.db, "demo").await?)
+        let name = inventory::values::Name::parse("demo", "name")?;
+        Some(auth::create_key(&state.db, name, auth::Role::Admin).await?.secret)
     } else {
         None
     };
@@ -100,7 +101,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tokio::spawn(sweep_reservations(state.db.clone()));
     tokio::spawn(retry_refunds(state.clone()));
-    axum::serve(listener, http::router(state))
+    // The peer's address, for the anonymous rate limit.
+    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")

@@ -15,6 +15,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 const ORDERS: &str = "stockroom_orders_total";
 const WEBHOOK_DELIVERIES: &str = "stockroom_webhook_deliveries_total";
 const TRANSACTION_RETRIES: &str = "stockroom_transaction_retries_total";
+const RATE_LIMITED: &str = "stockroom_rate_limited_total";
 const RESERVATIONS: &str = "stockroom_reservations_total";
 const COMBINED_BATCH: &str = "stockroom_combined_batch_size";
 
@@ -42,6 +43,11 @@ fn describe() {
         ORDERS,
         "Order requests by outcome (placed, repeat, rejected, or an error code)."
     );
+    metrics::describe_counter!(
+        RATE_LIMITED,
+        "Requests without a valid API key refused with 429 by the per-address rate limit."
+    );
+    metrics::counter!(RATE_LIMITED).increment(0);
     metrics::describe_counter!(
         RESERVATIONS,
         "Reservation requests by outcome (held, or an error code); repeats of a key count as held."
@@ -89,6 +95,11 @@ pub fn handle() -> &'static PrometheusHandle {
 /// or the error code it failed with.
 pub fn order(outcome: &'static str) {
     metrics::counter!(ORDERS, "outcome" => outcome).increment(1);
+}
+
+/// Counts a request refused by the anonymous rate limit.
+pub fn rate_limited() {
+    metrics::counter!(RATE_LIMITED).increment(1);
 }
 
 /// Counts a reservation request by outcome: `held` or the error code it failed with.

@@ -5,11 +5,12 @@ use entity::{sales_channel, sales_channel_location, shipping_option};
 use sea_orm::{EntityTrait, QueryOrder};
 
 use super::{
-    AdminGuard, dangling, loaders,
+    Need, dangling, loaders,
     loaders::{LocationById, MappingsOfChannel},
     locations::StockLocation,
     parse_id, state, to_id,
 };
+use crate::auth::Permission;
 use crate::{
     error::Error,
     inventory::{
@@ -86,7 +87,7 @@ pub struct ChannelQuery;
 #[Object]
 impl ChannelQuery {
     /// All sales channels, oldest first.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::ReadStock)")]
     async fn sales_channels(&self, ctx: &Context<'_>) -> Result<Vec<SalesChannel>> {
         let rows = sales_channel::Entity::find()
             .order_by_asc(sales_channel::Column::Id)
@@ -97,7 +98,7 @@ impl ChannelQuery {
     }
 
     /// All shipping options, oldest first.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::ReadStock)")]
     async fn shipping_options(&self, ctx: &Context<'_>) -> Result<Vec<ShippingOption>> {
         let rows = shipping_option::Entity::find()
             .order_by_asc(shipping_option::Column::Id)
@@ -133,14 +134,14 @@ pub struct ChannelMutation;
 #[Object]
 impl ChannelMutation {
     /// Creates a sales channel with no locations.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::WriteStock)")]
     async fn create_sales_channel(&self, ctx: &Context<'_>, input: CreateSalesChannelInput) -> Result<SalesChannel> {
         let name = Name::parse(&input.name, "name")?;
         Ok(SalesChannel(catalog::create_channel(&state(ctx).db, name).await?))
     }
 
     /// Lets a channel sell from a location; mapping an existing pair again updates its priority.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::WriteStock)")]
     async fn map_sales_channel_location(
         &self,
         ctx: &Context<'_>,
@@ -157,7 +158,7 @@ impl ChannelMutation {
     }
 
     /// Creates a shipping option that ships from a location.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::WriteStock)")]
     async fn create_shipping_option(
         &self,
         ctx: &Context<'_>,

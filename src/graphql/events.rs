@@ -4,7 +4,8 @@ use async_graphql::{Context, ID, Object, Result, Subscription};
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 
-use super::{AdminGuard, locations::StockLocation, parse_optional_id, state, to_id};
+use super::{Need, locations::StockLocation, parse_optional_id, state, to_id};
+use crate::auth::Permission;
 use crate::{
     error::Error,
     events::{
@@ -74,7 +75,10 @@ pub struct EventQuery;
 #[Object]
 impl EventQuery {
     /// Stored backorder events after the cursor `after`, oldest first (at most 100).
-    #[graphql(guard = "AdminGuard", complexity = "super::page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Need(Permission::ReadStock)",
+        complexity = "super::page_cost(first, child_complexity)"
+    )]
     async fn backorder_events(
         &self,
         ctx: &Context<'_>,
@@ -103,7 +107,7 @@ pub struct SubscriptionRoot;
 impl SubscriptionRoot {
     /// Backorder events as they commit, from any server process. With `after`, first
     /// replays the stored events after that cursor; optionally only one sku / location.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::ReadStock)")]
     async fn backorder_events(
         &self,
         ctx: &Context<'_>,
@@ -115,6 +119,12 @@ impl SubscriptionRoot {
         let stock_location_id = parse_optional_id(stock_location_id.as_ref(), "stock location")?;
         let filter = Filter { sku, stock_location_id };
         let events = stream::subscribe(state(ctx).events.clone(), after, filter);
-        Ok(events.map(|event| event.map(InventoryBackordered).map_err(async_graphql::Error::from)))
+        // A revoked key's subscriptions end (with `complete`) within the key cache time.
+        let keys = state(ctx).keys.clone();
+        let caller = super::caller(ctx);
+        let revoked = async move { keys.revoked(caller).await };
+        Ok(events
+            .take_until(revoked)
+            .map(|event| event.map(InventoryBackordered).map_err(async_graphql::Error::from)))
     }
 }

@@ -8,7 +8,7 @@ use entity::{inventory_item, inventory_level, stock_movement, stock_movement::Mo
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{
-    AdminGuard,
+    Need,
     channels::load_location,
     dangling, loaders,
     loaders::{ItemById, LapsedHoldsOfLevel, LevelsOfItem},
@@ -16,6 +16,7 @@ use super::{
     pagination::Page,
     parse_id, state, to_id,
 };
+use crate::auth::Permission;
 use crate::{
     error::Error,
     inventory::{
@@ -173,7 +174,7 @@ pub struct InventoryQuery;
 #[Object]
 impl InventoryQuery {
     /// The item with this sku, or null.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::ReadStock)")]
     async fn inventory_item(&self, ctx: &Context<'_>, sku: String) -> Result<Option<InventoryItem>> {
         let item = inventory_item::Entity::find()
             .filter(inventory_item::Column::Sku.eq(sku))
@@ -184,7 +185,10 @@ impl InventoryQuery {
     }
 
     /// All items, oldest first.
-    #[graphql(guard = "AdminGuard", complexity = "super::page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Need(Permission::ReadStock)",
+        complexity = "super::page_cost(first, child_complexity)"
+    )]
     async fn inventory_items(
         &self,
         ctx: &Context<'_>,
@@ -205,7 +209,10 @@ impl InventoryQuery {
     }
 
     /// Levels below zero (backordered), oldest level first.
-    #[graphql(guard = "AdminGuard", complexity = "super::page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Need(Permission::ReadStock)",
+        complexity = "super::page_cost(first, child_complexity)"
+    )]
     async fn backorders(
         &self,
         ctx: &Context<'_>,
@@ -232,7 +239,10 @@ impl InventoryQuery {
     }
 
     /// The stock ledger of one sku (optionally at one location), newest first.
-    #[graphql(guard = "AdminGuard", complexity = "super::page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Need(Permission::ReadStock)",
+        complexity = "super::page_cost(first, child_complexity)"
+    )]
     async fn stock_movements(
         &self,
         ctx: &Context<'_>,
@@ -314,7 +324,7 @@ pub struct InventoryMutation;
 #[Object]
 impl InventoryMutation {
     /// Creates an item; a duplicate sku is `BAD_USER_INPUT`.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::WriteStock)")]
     async fn create_inventory_item(&self, ctx: &Context<'_>, input: CreateInventoryItemInput) -> Result<InventoryItem> {
         let sku = Sku::parse(&input.sku)?;
         let title = Name::parse(&input.title, "title")?;
@@ -322,7 +332,7 @@ impl InventoryMutation {
     }
 
     /// Sets a level to an absolute quantity, creating it if missing.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::WriteStock)")]
     async fn set_stock_level(&self, ctx: &Context<'_>, input: SetStockLevelInput) -> Result<InventoryLevel> {
         let cmd = SetStockLevel {
             sku: Sku::parse(&input.sku)?,
@@ -335,7 +345,7 @@ impl InventoryMutation {
     }
 
     /// Changes a level by `delta`, recorded in the ledger as an ADJUSTMENT.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::WriteStock)")]
     async fn adjust_stock(&self, ctx: &Context<'_>, input: AdjustStockInput) -> Result<InventoryLevel> {
         let cmd = AdjustStock {
             sku: Sku::parse(&input.sku)?,

@@ -4,7 +4,8 @@ use async_graphql::{Context, ID, InputObject, Object, Result};
 use entity::stock_location;
 use sea_orm::{EntityTrait, QueryOrder};
 
-use super::{AdminGuard, inventory::InventoryLevel, loaders, loaders::LevelsAtLocation, state, to_id};
+use super::{Need, inventory::InventoryLevel, loaders, loaders::LevelsAtLocation, state, to_id};
+use crate::auth::Permission;
 use crate::{
     error::Error,
     inventory::{catalog, values::Name},
@@ -24,6 +25,7 @@ impl StockLocation {
     }
 
     /// Stock of every item held here.
+    #[graphql(guard = "Need(Permission::ReadStock)")]
     async fn levels(&self, ctx: &Context<'_>) -> Result<Vec<InventoryLevel>> {
         let levels = loaders(ctx).load_one(LevelsAtLocation(self.0.id)).await?;
         Ok(levels.unwrap_or_default().into_iter().map(InventoryLevel).collect())
@@ -36,7 +38,7 @@ pub struct LocationQuery;
 #[Object]
 impl LocationQuery {
     /// All stock locations, oldest first.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::ReadStock)")]
     async fn stock_locations(&self, ctx: &Context<'_>) -> Result<Vec<StockLocation>> {
         let rows = stock_location::Entity::find()
             .order_by_asc(stock_location::Column::Id)
@@ -58,7 +60,7 @@ pub struct LocationMutation;
 #[Object]
 impl LocationMutation {
     /// Creates a stock location.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::WriteStock)")]
     async fn create_stock_location(&self, ctx: &Context<'_>, input: CreateStockLocationInput) -> Result<StockLocation> {
         let name = Name::parse(&input.name, "name")?;
         Ok(StockLocation(catalog::create_location(&state(ctx).db, name).await?))

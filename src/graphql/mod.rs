@@ -7,6 +7,7 @@
 mod channels;
 mod events;
 mod inventory;
+mod keys;
 mod loaders;
 mod locations;
 mod orders;
@@ -20,7 +21,11 @@ use async_graphql::{Context, Guard, ID, MergedObject, Schema, SchemaBuilder, dat
 
 pub use loaders::Loaders;
 
-use crate::{AppState, auth::Caller, error::Error};
+use crate::{
+    AppState,
+    auth::{Caller, Permission},
+    error::Error,
+};
 
 /// Every query field.
 #[derive(MergedObject, Default)]
@@ -33,6 +38,7 @@ pub struct QueryRoot(
     events::EventQuery,
     reservations::ReservationQuery,
     storefront::StorefrontQuery,
+    keys::KeyQuery,
 );
 
 /// Every mutation field.
@@ -44,6 +50,7 @@ pub struct MutationRoot(
     inventory::InventoryMutation,
     orders::OrderMutation,
     reservations::ReservationMutation,
+    keys::KeyMutation,
 );
 
 /// The served schema.
@@ -95,16 +102,18 @@ pub fn sdl() -> String {
     builder().finish().sdl()
 }
 
-/// Admits only callers that sent a valid admin key.
-pub struct AdminGuard;
+/// Admits callers whose key's role grants the permission (see `auth::Permission`).
+pub struct Need(pub Permission);
 
-impl Guard for AdminGuard {
+impl Guard for Need {
     async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
-        match ctx.data_opt::<Caller>() {
-            Some(Caller::Admin) => Ok(()),
-            _ => Err(Error::Unauthenticated.into()),
-        }
+        Ok(caller(ctx).require(self.0)?)
     }
+}
+
+/// The caller of this request, as the HTTP layer decided it.
+fn caller(ctx: &Context<'_>) -> Caller {
+    ctx.data_opt::<Caller>().copied().unwrap_or(Caller::Anonymous)
 }
 
 fn state<'a>(ctx: &Context<'a>) -> &'a AppState {

@@ -6,7 +6,7 @@ use entity::{order_line, orders, orders::OrderStatus, sales_channel};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{
-    AdminGuard,
+    Need,
     channels::{SalesChannel, load_location},
     loaders,
     loaders::{ChannelById, LinesOfOrder},
@@ -14,6 +14,7 @@ use super::{
     pagination::Page,
     parse_id, parse_optional_id, state, to_id,
 };
+use crate::auth::Permission;
 use crate::{
     error::Error,
     inventory::{
@@ -105,7 +106,7 @@ pub struct OrderQuery;
 #[Object]
 impl OrderQuery {
     /// The order with this id, or null.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::ReadOrders)")]
     async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
         let Ok(id) = id.parse::<i32>() else {
             return Ok(None);
@@ -118,7 +119,7 @@ impl OrderQuery {
     }
 
     /// The order made for a Stripe PaymentIntent, or null.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::ReadOrders)")]
     async fn order_by_payment_intent(&self, ctx: &Context<'_>, payment_intent_id: String) -> Result<Option<Order>> {
         let order = orders::Entity::find()
             .filter(orders::Column::PaymentIntentId.eq(payment_intent_id))
@@ -129,7 +130,10 @@ impl OrderQuery {
     }
 
     /// Orders, oldest first, optionally only those with `status`.
-    #[graphql(guard = "AdminGuard", complexity = "super::page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Need(Permission::ReadOrders)",
+        complexity = "super::page_cost(first, child_complexity)"
+    )]
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -193,7 +197,7 @@ pub struct OrderMutation;
 #[Object]
 impl OrderMutation {
     /// Places an order atomically (see the placement rules); idempotent per `paymentIntentId`.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::Checkout)")]
     async fn place_order(&self, ctx: &Context<'_>, input: PlaceOrderInput) -> Result<Order> {
         let order = PlaceOrder {
             payment_intent_id: PaymentIntentId::parse(&input.payment_intent_id)?,

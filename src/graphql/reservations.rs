@@ -6,7 +6,7 @@ use entity::{reservation, reservation::ReservationStatus, reservation_line};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{
-    AdminGuard,
+    Need,
     channels::{SalesChannel, load_location},
     dangling, loaders,
     loaders::{ChannelById, LinesOfReservation},
@@ -15,6 +15,7 @@ use super::{
     pagination::Page,
     parse_id, parse_optional_id, state, to_id,
 };
+use crate::auth::Permission;
 use crate::{
     error::Error,
     inventory::{
@@ -86,7 +87,7 @@ pub struct ReservationQuery;
 #[Object]
 impl ReservationQuery {
     /// The reservation with this id, or null.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::ReadOrders)")]
     async fn reservation(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Reservation>> {
         let Ok(id) = id.parse::<i32>() else { return Ok(None) };
         let found = reservation::Entity::find_by_id(id)
@@ -97,7 +98,10 @@ impl ReservationQuery {
     }
 
     /// Reservations, oldest first, optionally only those stored with `status`.
-    #[graphql(guard = "AdminGuard", complexity = "super::page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Need(Permission::ReadOrders)",
+        complexity = "super::page_cost(first, child_complexity)"
+    )]
     async fn reservations(
         &self,
         ctx: &Context<'_>,
@@ -140,7 +144,7 @@ pub struct ReservationMutation;
 #[Object]
 impl ReservationMutation {
     /// Holds stock for a checkout, by the same location rules as an order.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::Checkout)")]
     async fn reserve_stock(&self, ctx: &Context<'_>, input: ReserveStockInput) -> Result<Reservation> {
         let cmd = ReserveStock {
             key: ReservationKey::parse(&input.key)?,
@@ -153,7 +157,7 @@ impl ReservationMutation {
     }
 
     /// Gives a reservation's stock back (ACTIVE → RELEASED); harmless when repeated.
-    #[graphql(guard = "AdminGuard")]
+    #[graphql(guard = "Need(Permission::Checkout)")]
     async fn release_reservation(&self, ctx: &Context<'_>, id: ID) -> Result<Reservation> {
         let id = parse_id(&id, "reservation")?;
         Ok(Reservation(

@@ -5,6 +5,7 @@
 //! header and handed to GraphQL as request data; field guards then only read it.
 
 mod graphql;
+mod limits;
 
 use async_graphql::{
     Data,
@@ -19,9 +20,12 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
-use tower_http::trace::TraceLayer;
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    trace::TraceLayer,
+};
 
-use self::graphql::MediaType;
+use self::{graphql::MediaType, limits::AnonymousLimit};
 use crate::{
     AppState,
     auth::Caller,
@@ -34,31 +38,95 @@ use crate::{
 struct HttpState {
     app: AppState,
     schema: StockroomSchema,
+    limit: AnonymousLimit,
 }
+
+/// How long a browser may reuse a CORS preflight answer.
+const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The application's router; `state` must be migrated already.
 pub fn router(state: AppState) -> Router {
     crate::metrics::handle();
     let schema = build_schema(state.clone());
+    let limit = AnonymousLimit::from_config(&state.config);
+    let graphql = Router::new()
+        .route("/graphql", get(graphql_http).post(graphql_http))
+        .layer(cors(&state.config.cors_origins));
     let webhooks = Router::new()
         .route("/webhooks/stripe", post(stripe::webhook::receive))
         .layer(DefaultBodyLimit::max(stripe::webhook::MAX_BODY_BYTES))
         .with_state(state.clone());
     Router::new()
-        .route("/graphql", get(graphql_http).post(graphql_http))
+        .merge(graphql)
         .route("/graphql/ws", get(graphql_ws))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(HttpState { app: state, schema })
+        .with_state(HttpState {
+            app: state,
+            schema,
+            limit,
+        })
         .merge(webhooks)
         .layer(TraceLayer::new_for_http())
+}
+
+/// CORS for `/graphql`, for storefronts in a browser on `origins`. Browsers may send only
+/// `Content-Type` and `Accept`, never credentials nor `Authorization`: cross-origin, only
+/// the public fields work. No origins: no CORS headers, so browsers keep the same-origin rule.
+fn cors(origins: &[axum::http::HeaderValue]) -> CorsLayer {
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let allowed = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().cloned())
+    };
+    CorsLayer::new()
+        .allow_origin(allowed)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::ACCEPT])
+        .max_age(CORS_MAX_AGE)
+}
+
+/// The 429 for a client past the anonymous rate limit.
+fn throttled(retry_after: std::time::Duration) -> Response {
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let refused = graphql::Refusal {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: "THROTTLED",
+        message: format!("too many requests without an API key from this address; retry in {seconds} s"),
+    };
+    let mut response = MediaType::Json.refuse(&refused);
+    response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+    response
+}
+
+/// Takes a rate-limit token unless the request carries a key known to be valid; `Err`
+/// says how long the client must wait.
+fn admit(
+    state: &HttpState,
+    parts: &axum::http::request::Parts,
+    authorization: Option<&str>,
+) -> Result<(), std::time::Duration> {
+    if state.app.keys.is_known_valid(authorization) {
+        return Ok(());
+    }
+    state.limit.check(&parts.headers, &parts.extensions)
 }
 
 /// `GET` and `POST /graphql` (see [`graphql`] for the protocol): refusals first, then
 /// the caller's identity, then the schema.
 async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    if let Err(wait) = admit(&state, &parts, authorization) {
+        return throttled(wait);
+    }
     if graphql::wants_html(&parts.method, &parts.headers) {
         return Html(graphiql_page()).into_response();
     }
@@ -73,10 +141,6 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
         Ok(request) => request,
         Err(refused) => return media_type.refuse(&refused),
     };
-    let authorization = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
     let response = match state.app.keys.authenticate(authorization).await {
         // One GraphQL request multiplexes hundreds of resolver futures in one task. Under
         // tokio's cooperative budget the task would be forced to yield part-way through
@@ -128,19 +192,29 @@ fn graphiql_page() -> String {
         .finish()
 }
 
-/// Subscriptions over WebSocket (graphql-transport-ws, and legacy graphql-ws). The admin
+/// Subscriptions over WebSocket (graphql-transport-ws, and legacy graphql-ws). The API
 /// key comes in the `connection_init` payload, `{"authorization": "Bearer <key>"}`; a
-/// connection without a valid one is refused before any subscription starts.
-async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+/// connection without a valid one is refused before any subscription starts, and each
+/// subscription field checks the key's role. Opening a connection counts against the
+/// anonymous rate limit: the key is not known yet.
+async fn graphql_ws(
+    State(state): State<HttpState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+    request: axum::http::request::Parts,
+) -> Response {
+    if let Err(wait) = admit(&state, &request, None) {
+        return throttled(wait);
+    }
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
         let keys = state.app.keys.clone();
         GraphQLWebSocket::new(socket, state.schema, protocol)
             .on_connection_init(move |payload| async move {
                 let authorization = payload.get("authorization").and_then(|value| value.as_str());
                 match keys.authenticate(authorization).await? {
-                    Caller::Admin => {
+                    caller @ Caller::Key { .. } => {
                         let mut data = Data::default();
-                        data.insert(Caller::Admin);
+                        data.insert(caller);
                         Ok(data)
                     }
                     Caller::Anonymous => Err(Error::Unauthenticated.into()),

@@ -193,7 +193,11 @@ async fn admin_fields_need_a_valid_key_and_storefront_fields_do_not() {
 #[tokio::test]
 async fn api_keys_are_stored_hashed_and_new_keys_work() {
     on_each_backend(|app| async move {
-        let key = stockroom::auth::create_key(app.db(), "dashboard").await.unwrap();
+        let name = stockroom::inventory::values::Name::parse("dashboard", "name").unwrap();
+        let created = stockroom::auth::create_key(app.db(), name, stockroom::auth::Role::Admin)
+            .await
+            .unwrap();
+        let key = created.secret;
         let response = app
             .client()
             .with_key(&key)

@@ -4,7 +4,7 @@ use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use stockroom::{
-    auth::Caller,
+    auth::{Caller, Role},
     events::outbox::{self, Backordered},
 };
 use tokio::net::TcpStream;
@@ -177,6 +177,47 @@ async fn subscriptions_without_a_valid_admin_key_are_refused() {
 }
 
 #[tokio::test]
+async fn a_revoked_keys_subscriptions_are_completed_and_checkout_keys_may_not_subscribe() {
+    on_each_backend(|app| async move {
+        let channel = backorder_shop(&app, 0).await;
+        let create = "mutation($role: ApiKeyRole!) { createApiKey(input: { name: \"watcher\", role: $role }) { secret apiKey { id } } }";
+        let key = |role: &'static str| {
+            let app = &app;
+            async move {
+                let created = app.gql(create, json!({ "role": role })).await;
+                let created = created.data()["createApiKey"].clone();
+                (created["apiKey"]["id"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned())
+            }
+        };
+        let (watcher_id, watcher) = key("READ").await;
+        let (_, checkout) = key("CHECKOUT").await;
+        let addr = app.listen().await;
+
+        let mut refused = WsClient::connect(addr, Some(&checkout)).await.unwrap();
+        refused.subscribe("s", json!({})).await;
+        let answer = refused.receive().await.expect("an answer");
+        assert_eq!(answer["type"], "next", "{answer}");
+        assert_eq!(answer["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{answer}");
+
+        let mut ws = WsClient::connect(addr, Some(&watcher)).await.unwrap();
+        ws.subscribe("s", json!({})).await;
+        order_one(app.client(), "pi_seen", channel).await;
+        assert_eq!(ws.next_event("s").await["quantity"], 1);
+        app.gql(
+            "mutation($id: ID!) { revokeApiKey(input: { id: $id }) { id } }",
+            json!({ "id": watcher_id }),
+        )
+        .await
+        .data();
+        let closing = ws.receive().await.expect("the server answers");
+        assert_eq!(closing["type"], "complete", "{closing}");
+        assert_eq!(closing["id"], "s");
+        assert!(WsClient::connect(addr, Some(&watcher)).await.is_err(), "nor can it connect again");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn two_hundred_subscribers_each_receive_all_hundred_events_in_order() {
     on_each_backend(|app| async move {
         let channel = backorder_shop(&app, 0).await;
@@ -185,7 +226,10 @@ async fn two_hundred_subscribers_each_receive_all_hundred_events_in_order() {
             .map(|_| {
                 let request = async_graphql::Request::new(SUBSCRIBE)
                     .variables(async_graphql::Variables::from_json(json!({ "after": "0" })))
-                    .data(Caller::Admin);
+                    .data(Caller::Key {
+                        id: 1,
+                        role: Role::Admin,
+                    });
                 let stream = schema.execute_stream(request);
                 tokio::spawn(async move {
                     let responses: Vec<async_graphql::Response> =
@@ -337,7 +381,10 @@ async fn a_subscription_filtered_by_sku_sees_only_that_skus_events() {
             .variables(async_graphql::Variables::from_json(
                 json!({ "after": "0", "sku": "OTHER" }),
             ))
-            .data(Caller::Admin);
+            .data(Caller::Key {
+                id: 1,
+                role: Role::Admin,
+            });
         let stream = app.schema().execute_stream(request);
         let other = "mutation($pi: String!, $c: ID!) { placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c,
             lines: [{ sku: \"OTHER\", quantity: 2 }] }) { id } }";
@@ -371,7 +418,10 @@ async fn a_subscriber_that_falls_behind_the_live_buffer_catches_up_from_the_tabl
         let order: i32 = order_one(app.client(), "pi_0", channel).await.parse().unwrap();
         let request = async_graphql::Request::new(SUBSCRIBE)
             .variables(async_graphql::Variables::from_json(json!({ "after": "0" })))
-            .data(Caller::Admin);
+            .data(Caller::Key {
+                id: 1,
+                role: Role::Admin,
+            });
         let mut stream = app.schema().execute_stream(request);
         let first = tokio::time::timeout(PATIENCE, stream.next()).await.unwrap().unwrap();
         assert!(first.errors.is_empty(), "{:?}", first.errors);

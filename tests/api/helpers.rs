@@ -130,10 +130,15 @@ impl Client {
         }
     }
 
+    /// Sends a raw HTTP request; returns the whole response.
+    pub async fn respond(&self, request: Request<Body>) -> axum::response::Response {
+        use tower::ServiceExt;
+        self.router.clone().oneshot(request).await.expect("router never fails")
+    }
+
     /// Sends a raw HTTP request; returns status and body.
     pub async fn send(&self, request: Request<Body>) -> (u16, axum::body::Bytes) {
-        use tower::ServiceExt;
-        let response = self.router.clone().oneshot(request).await.expect("router never fails");
+        let response = self.respond(request).await;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.expect("body").to_bytes();
         (status, body)
@@ -283,6 +288,9 @@ impl TestApp {
             .ok();
         let mut config = Config::for_database(url);
         config.admin_key = Some(ADMIN_KEY.parse().unwrap());
+        // Tests send many anonymous requests from one (in-process) address; the tests of
+        // the limit itself turn it back on.
+        config.anonymous_rate = 0;
         configure(&mut config);
         let mut conn = db::connect(&config).await.expect("connect");
         let statements = Arc::new(AtomicUsize::new(0));
@@ -332,7 +340,8 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = self.client.router.clone();
-        tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
         addr
     }
 

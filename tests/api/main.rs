@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod access;
 mod catalog;
 mod events;
 mod flash_sale;
