@@ -37,12 +37,17 @@ async fn main() {
     let sku = common::item(&a.db, "BENCH").await;
     common::set_level(&a.db, &sku, location, 0, true).await;
 
+    let watcher = stockroom::inventory::values::Name::parse("bench watcher", "name").unwrap();
+    let watcher = stockroom::auth::create_key(&a.db, watcher, Role::Read)
+        .await
+        .unwrap()
+        .key;
     let schema = stockroom::graphql::build_schema(b.clone());
     let subscribers: Vec<_> = (0..SUBSCRIBERS)
         .map(|_| {
             let request = async_graphql::Request::new("subscription { backorderEvents(after: \"0\") { id sku orderId backorderedQuantity location { name } } }")
                 .variables(async_graphql::Variables::from_json(json!({})))
-                .data(Caller::Key { id: 1, role: Role::Admin });
+                .data(Caller::Key { id: watcher.id, role: watcher.role });
             let stream = schema.execute_stream(request);
             tokio::spawn(async move {
                 stream

@@ -14,7 +14,7 @@
 //! closed within the same time. A key created in another process may likewise be refused
 //! for that long if it was tried before it existed.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use entity::api_key;
@@ -190,9 +190,13 @@ pub struct Keys {
     verdicts: moka::sync::Cache<String, Caller>,
     /// Keys whose `last_used_at` this process wrote within [`LAST_USED_RESOLUTION`].
     recently_used: moka::sync::Cache<i32, ()>,
-    /// Keys known live within `ttl`, for open subscriptions.
+    /// Keys known live, for open WebSocket connections: remembered for half the cache
+    /// time, and re-checked every half, so a revocation elsewhere is seen within one.
     live: moka::sync::Cache<i32, bool>,
-    revoked_here: Arc<tokio::sync::Notify>,
+    /// Keys this process revoked: refused even if a lookup that began before the
+    /// revocation committed puts an old verdict back in the cache.
+    revoked_here: Arc<std::sync::Mutex<HashSet<i32>>>,
+    revocations: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -211,8 +215,9 @@ impl Keys {
             ttl,
             verdicts: bounded_cache(ttl),
             recently_used: bounded_cache(LAST_USED_RESOLUTION),
-            live: bounded_cache(ttl),
+            live: bounded_cache(ttl / 2),
             revoked_here: Arc::default(),
+            revocations: Arc::default(),
         }
     }
 
@@ -252,10 +257,21 @@ impl Keys {
                 caller
             }
         };
-        if let Caller::Key { id, .. } = caller {
-            self.note_use(id);
+        let Caller::Key { id, .. } = caller else {
+            return Ok(caller);
+        };
+        if self.was_revoked_here(id) {
+            return Ok(Caller::Anonymous);
         }
+        self.note_use(id);
         Ok(caller)
+    }
+
+    fn was_revoked_here(&self, id: i32) -> bool {
+        self.revoked_here
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&id)
     }
 
     /// Records that key `id` was used, at most once per [`LAST_USED_RESOLUTION`], in a
@@ -280,33 +296,45 @@ impl Keys {
 
     /// Revokes key `id`; this process refuses it from now on (see [`revoke_key`]).
     pub async fn revoke(&self, id: i32) -> Result<api_key::Model> {
+        // Marked before the write commits: a lookup racing with it cannot bring the key
+        // back. If the write fails, the key is refused here until the process restarts;
+        // better than the other way round.
+        self.revoked_here
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(id);
         let revoked = revoke_key(&self.db, id).await?;
         self.verdicts.invalidate_all();
         self.live.insert(id, false);
-        self.revoked_here.notify_waiters();
+        self.revocations.notify_waiters();
         Ok(revoked)
     }
 
-    /// Resolves once `caller`'s key is revoked (checked every cache time, and at once
-    /// when this process revokes a key); never for a caller without a key. Open
+    /// Resolves once `caller`'s key is revoked (checked every half cache time, and at
+    /// once when this process revokes a key); never for a caller without a key. Open
     /// subscriptions end with it.
     pub async fn revoked(&self, caller: Caller) {
         let Caller::Key { id, .. } = caller else {
             return std::future::pending().await;
         };
         loop {
-            let revoked_here = self.revoked_here.notified();
+            let revocation_here = self.revocations.notified();
             if !self.is_live(id).await {
                 return;
             }
             tokio::select! {
-                () = tokio::time::sleep(self.ttl) => {}
-                () = revoked_here => {}
+                () = tokio::time::sleep(self.ttl / 2) => {}
+                () = revocation_here => {}
             }
         }
     }
 
-    async fn is_live(&self, id: i32) -> bool {
+    /// Whether key `id` is still valid, as of at most half the cache time ago: for a
+    /// caller identified once for a whole WebSocket connection.
+    pub async fn is_live(&self, id: i32) -> bool {
+        if self.was_revoked_here(id) {
+            return false;
+        }
         if let Some(live) = self.live.get(&id) {
             return live;
         }

@@ -107,7 +107,16 @@ pub struct Need(pub Permission);
 
 impl Guard for Need {
     async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
-        Ok(caller(ctx).require(self.0)?)
+        let caller = caller(ctx);
+        caller.require(self.0)?;
+        // Over HTTP the key was looked up for this very request; over a WebSocket, once
+        // for the whole connection, so a key revoked since must be caught here.
+        if let Caller::Key { id, .. } = caller
+            && !state(ctx).keys.is_live(id).await
+        {
+            return Err(Error::Unauthenticated.into());
+        }
+        Ok(())
     }
 }
 

@@ -200,7 +200,9 @@ async fn a_revoked_keys_subscriptions_are_completed_and_checkout_keys_may_not_su
         assert_eq!(answer["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{answer}");
 
         let mut ws = WsClient::connect(addr, Some(&watcher)).await.unwrap();
-        ws.subscribe("s", json!({})).await;
+        // From cursor 0: the event arrives whether the subscription is live before the
+        // order commits or not.
+        ws.subscribe("s", json!({ "after": "0" })).await;
         order_one(app.client(), "pi_seen", channel).await;
         assert_eq!(ws.next_event("s").await["quantity"], 1);
         app.gql(
@@ -212,6 +214,11 @@ async fn a_revoked_keys_subscriptions_are_completed_and_checkout_keys_may_not_su
         let closing = ws.receive().await.expect("the server answers");
         assert_eq!(closing["type"], "complete", "{closing}");
         assert_eq!(closing["id"], "s");
+        // The connection stays open, but nothing more runs on the revoked key.
+        ws.send(json!({ "id": "q", "type": "subscribe", "payload": { "query": "{ order(id: \"999999\") { id } }" } }))
+            .await;
+        let answer = ws.receive().await.expect("an answer");
+        assert_eq!(answer["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{answer}");
         assert!(WsClient::connect(addr, Some(&watcher)).await.is_err(), "nor can it connect again");
     })
     .await;
