@@ -90,6 +90,11 @@ impl Caller {
     }
 }
 
+/// Request data for a caller identified once for a whole WebSocket connection (not per
+/// request): its key is re-checked by every guarded field, so a revocation reaches it.
+#[derive(Debug, Clone, Copy)]
+pub struct IdentifiedPerConnection;
+
 fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }

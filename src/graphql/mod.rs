@@ -23,7 +23,7 @@ pub use loaders::Loaders;
 
 use crate::{
     AppState,
-    auth::{Caller, Permission},
+    auth::{Caller, IdentifiedPerConnection, Permission},
     error::Error,
 };
 
@@ -112,6 +112,7 @@ impl Guard for Need {
         // Over HTTP the key was looked up for this very request; over a WebSocket, once
         // for the whole connection, so a key revoked since must be caught here.
         if let Caller::Key { id, .. } = caller
+            && ctx.data_opt::<IdentifiedPerConnection>().is_some()
             && !state(ctx).keys.is_live(id).await
         {
             return Err(Error::Unauthenticated.into());

@@ -28,7 +28,7 @@ use tower_http::{
 use self::{graphql::MediaType, limits::AnonymousLimit};
 use crate::{
     AppState,
-    auth::Caller,
+    auth::{Caller, IdentifiedPerConnection},
     error::Error,
     graphql::{StockroomSchema, build_schema},
     stripe,
@@ -215,6 +215,7 @@ async fn graphql_ws(
                     caller @ Caller::Key { .. } => {
                         let mut data = Data::default();
                         data.insert(caller);
+                        data.insert(IdentifiedPerConnection);
                         Ok(data)
                     }
                     Caller::Anonymous => Err(Error::Unauthenticated.into()),

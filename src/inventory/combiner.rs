@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 
 use sea_orm::DatabaseTransaction;
 
+use super::values::LineRequest;
 use crate::{
     db::{Database, TxnFuture},
     error::{Error, Result},
@@ -48,11 +49,9 @@ pub trait Combinable: Send + Sync + Sized + 'static {
     /// Refuses a malformed write before it queues.
     fn validate(&self) -> Result<()>;
 
-    /// The sku that picks its lane: writes for one sku always meet in one queue.
-    fn lane_sku(&self) -> Option<&str>;
-
-    /// Its lines, counted against [`MAX_BATCH_LINES`].
-    fn line_count(&self) -> usize;
+    /// Its lines: the first one's sku picks its lane (writes for one sku always meet in
+    /// one queue), and they count against [`MAX_BATCH_LINES`].
+    fn lines(&self) -> &[LineRequest];
 
     /// Makes every write of `batch`, in order, inside the caller's transaction: one
     /// verdict each. An `Err` of the whole call means the transaction failed and must be
@@ -174,7 +173,7 @@ impl<W: Combinable> Combiner<W> {
                     .iter()
                     .take(MAX_BATCH)
                     .take_while(|pending| {
-                        lines += pending.write.line_count();
+                        lines += pending.write.lines().len();
                         lines <= MAX_BATCH_LINES
                     })
                     .count()
@@ -249,6 +248,6 @@ impl<W: Combinable> Combiner<W> {
 /// The lane of a write: by its first sku, so one sku's writes always meet in one queue.
 fn lane_of<W: Combinable>(write: &W, lanes: usize) -> usize {
     let mut hasher = DefaultHasher::new();
-    write.lane_sku().hash(&mut hasher);
+    write.lines().first().map(|line| line.sku.as_str()).hash(&mut hasher);
     (hasher.finish() % lanes as u64) as usize
 }

@@ -45,7 +45,7 @@ use super::{
     orders::{self, NewOrder, Placed},
     planning::{Decision, OwnHold, PlanRequest, Planner},
     reservations::{self, Held},
-    values::{LineRequest, MAX_LINES, PaymentIntentId, ReservationKey},
+    values::{LineRequest, PaymentIntentId, ReservationKey, check_line_count},
 };
 use crate::{
     db::{Clock, Database, TxnFuture},
@@ -68,10 +68,7 @@ pub struct PlaceOrder {
 impl PlaceOrder {
     /// Checks the shape of the order: 1 to `MAX_LINES` lines.
     pub fn validate(&self) -> Result<()> {
-        if self.lines.is_empty() || self.lines.len() > MAX_LINES {
-            return Err(Error::bad_input(format!("an order needs 1 to {MAX_LINES} lines")));
-        }
-        Ok(())
+        check_line_count(&self.lines, "an order")
     }
 
     fn plan_request(&self) -> PlanRequest<'_> {
@@ -92,12 +89,8 @@ impl Combinable for PlaceOrder {
         PlaceOrder::validate(self)
     }
 
-    fn lane_sku(&self) -> Option<&str> {
-        self.lines.first().map(|line| line.sku.as_str())
-    }
-
-    fn line_count(&self) -> usize {
-        self.lines.len()
+    fn lines(&self) -> &[LineRequest] {
+        &self.lines
     }
 
     fn write_batch<'c>(txn: &'c DatabaseTransaction, batch: &'c [Self]) -> TxnFuture<'c, Vec<Result<Placed>>> {

@@ -24,8 +24,7 @@ use super::{
     ledger::Movement,
     levels::{self, Change, Delta},
     planning::{OwnHold, PlanRequest, Planner},
-    values::ReservationKey,
-    values::{LineRequest, MAX_LINES},
+    values::{LineRequest, ReservationKey, check_line_count},
 };
 use crate::{
     db::{self, Database, TxnFuture},
@@ -51,9 +50,7 @@ pub struct ReserveStock {
 impl ReserveStock {
     /// Checks the shape of the request: 1 to `MAX_LINES` lines, a TTL within bounds.
     pub fn validate(&self) -> Result<()> {
-        if self.lines.is_empty() || self.lines.len() > MAX_LINES {
-            return Err(Error::bad_input(format!("a reservation needs 1 to {MAX_LINES} lines")));
-        }
+        check_line_count(&self.lines, "a reservation")?;
         if !(1..=MAX_TTL_SECONDS).contains(&self.ttl_seconds) {
             return Err(Error::bad_input(format!(
                 "ttlSeconds must be between 1 and {MAX_TTL_SECONDS}"
@@ -80,12 +77,8 @@ impl Combinable for ReserveStock {
         ReserveStock::validate(self)
     }
 
-    fn lane_sku(&self) -> Option<&str> {
-        self.lines.first().map(|line| line.sku.as_str())
-    }
-
-    fn line_count(&self) -> usize {
-        self.lines.len()
+    fn lines(&self) -> &[LineRequest] {
+        &self.lines
     }
 
     fn write_batch<'c>(

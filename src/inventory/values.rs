@@ -127,6 +127,14 @@ impl ReservationKey {
 /// Most lines one order or reservation may have.
 pub const MAX_LINES: usize = 100;
 
+/// Refuses `lines` unless there are 1 to [`MAX_LINES`]; `what` ("an order") names the request.
+pub fn check_line_count(lines: &[LineRequest], what: &str) -> Result<()> {
+    if lines.is_empty() || lines.len() > MAX_LINES {
+        return Err(Error::bad_input(format!("{what} needs 1 to {MAX_LINES} lines")));
+    }
+    Ok(())
+}
+
 /// One requested line of an order or reservation.
 #[derive(Debug, Clone)]
 pub struct LineRequest {

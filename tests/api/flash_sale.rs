@@ -108,6 +108,58 @@ async fn orders_behind_one(
     .await
 }
 
+/// Checks the answers to a batch built like the batch tests': `{prefix}unknown` names an
+/// unknown sku, `{prefix}greedy` asks for more than there is, `{prefix}dup` was sent
+/// `copies` times, everyone else asked for one unit. Returns the ids that succeeded.
+fn batch_verdicts<'a>(
+    requests: &'a [(String, Value)],
+    results: &[Gql],
+    prefix: &str,
+    mutation: &str,
+    copies: usize,
+) -> HashSet<&'a str> {
+    let verdicts = |id: &str| -> Vec<&Gql> {
+        requests
+            .iter()
+            .zip(results)
+            .filter(|((request, _), _)| request == id)
+            .map(|(_, result)| result)
+            .collect()
+    };
+    let (unknown, greedy, dup) = (
+        format!("{prefix}unknown"),
+        format!("{prefix}greedy"),
+        format!("{prefix}dup"),
+    );
+    assert_eq!(verdicts(&unknown)[0].error_code(), Some("NOT_FOUND"));
+    assert_eq!(verdicts(&greedy)[0].error_code(), Some("OUT_OF_STOCK"));
+    let dup_ids: HashSet<String> = verdicts(&dup)
+        .iter()
+        .filter(|result| result.error_code().is_none())
+        .map(|result| result.data()[mutation]["id"].to_string())
+        .collect();
+    let dup_refused = verdicts(&dup)
+        .iter()
+        .filter(|result| result.error_code().is_some())
+        .count();
+    assert!(
+        (dup_ids.len() == 1 && dup_refused == 0) || (dup_ids.is_empty() && dup_refused == copies),
+        "{copies} copies of {dup} answer alike: {dup_ids:?}, {dup_refused} refused"
+    );
+    let succeeded: HashSet<&str> = requests
+        .iter()
+        .zip(results)
+        .filter(|(_, result)| result.error_code().is_none())
+        .map(|((id, _), _)| id.as_str())
+        .collect();
+    for ((id, _), result) in requests.iter().zip(results) {
+        if !succeeded.contains(id.as_str()) && *id != unknown {
+            assert_eq!(result.error_code(), Some("OUT_OF_STOCK"), "{id}: {}", result.0);
+        }
+    }
+    succeeded
+}
+
 /// Orders placed per PaymentIntent, from the table.
 async fn orders_per_payment_intent(app: &TestApp) -> Vec<i64> {
     let rows = app
@@ -145,40 +197,7 @@ async fn one_combined_batch_gives_each_order_its_own_verdict() {
             results.push(task.await.unwrap());
         }
 
-        let verdict = |pi: &str| -> Vec<&Gql> {
-            requests
-                .iter()
-                .zip(&results)
-                .filter(|((id, _), _)| id == pi)
-                .map(|(_, result)| result)
-                .collect()
-        };
-        assert_eq!(verdict("pi_unknown")[0].error_code(), Some("NOT_FOUND"));
-        assert_eq!(verdict("pi_greedy")[0].error_code(), Some("OUT_OF_STOCK"));
-        let dup_ids: HashSet<String> = verdict("pi_dup")
-            .iter()
-            .filter(|result| result.error_code().is_none())
-            .map(|result| result.data()["placeOrder"]["id"].to_string())
-            .collect();
-        let dup_refused = verdict("pi_dup")
-            .iter()
-            .filter(|result| result.error_code().is_some())
-            .count();
-        assert!(
-            (dup_ids.len() == 1 && dup_refused == 0) || (dup_ids.is_empty() && dup_refused == 5),
-            "five copies of one PaymentIntent answer alike: {dup_ids:?}, {dup_refused} refused"
-        );
-        let placed: HashSet<&str> = requests
-            .iter()
-            .zip(&results)
-            .filter(|(_, result)| result.error_code().is_none())
-            .map(|((pi, _), _)| pi.as_str())
-            .collect();
-        for ((pi, _), result) in requests.iter().zip(&results) {
-            if !placed.contains(pi.as_str()) && pi != "pi_unknown" {
-                assert_eq!(result.error_code(), Some("OUT_OF_STOCK"), "{pi}: {}", result.0);
-            }
-        }
+        let placed = batch_verdicts(&requests, &results, "pi_", "placeOrder", 5);
         assert_eq!(placed.len(), 10, "exactly the 10 units were sold: {placed:?}");
         assert_eq!(app.count("orders").await, 10, "failed orders leave no trace");
         assert!(orders_per_payment_intent(&app).await.iter().all(|n| *n == 1));
@@ -226,40 +245,7 @@ async fn combined_reservations_hold_the_last_units_once_each() {
             results.push(task.await.unwrap());
         }
 
-        let verdicts = |key: &str| -> Vec<&Gql> {
-            requests
-                .iter()
-                .zip(&results)
-                .filter(|((id, _), _)| id == key)
-                .map(|(_, result)| result)
-                .collect()
-        };
-        assert_eq!(verdicts("cart-unknown")[0].error_code(), Some("NOT_FOUND"));
-        assert_eq!(verdicts("cart-greedy")[0].error_code(), Some("OUT_OF_STOCK"));
-        let dup_ids: HashSet<String> = verdicts("cart-dup")
-            .iter()
-            .filter(|result| result.error_code().is_none())
-            .map(|result| result.data()["reserveStock"]["id"].to_string())
-            .collect();
-        let dup_refused = verdicts("cart-dup")
-            .iter()
-            .filter(|result| result.error_code() == Some("OUT_OF_STOCK"))
-            .count();
-        assert!(
-            (dup_ids.len() == 1 && dup_refused == 0) || (dup_ids.is_empty() && dup_refused == 4),
-            "four copies of one key answer alike: {dup_ids:?}, {dup_refused} refused"
-        );
-        let held: HashSet<&str> = requests
-            .iter()
-            .zip(&results)
-            .filter(|(_, result)| result.error_code().is_none())
-            .map(|((key, _), _)| key.as_str())
-            .collect();
-        for ((key, _), result) in requests.iter().zip(&results) {
-            if !held.contains(key.as_str()) && key != "cart-unknown" {
-                assert_eq!(result.error_code(), Some("OUT_OF_STOCK"), "{key}: {}", result.0);
-            }
-        }
+        let held = batch_verdicts(&requests, &results, "cart-", "reserveStock", 4);
         assert_eq!(held.len(), 10, "exactly the 10 units were held: {held:?}");
         assert_eq!(app.count("reservation").await, 10, "failed holds leave no trace");
         assert_eq!(app.count("reservation_line").await, 10);
