@@ -126,6 +126,23 @@ pub struct Config {
     /// fields work from there. Empty: no CORS headers at all.
     #[arg(long, env = "STOCKROOM_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<axum::http::HeaderValue>,
+
+    /// After SIGTERM or Ctrl-C: how long requests in flight and open subscriptions get to
+    /// finish, in ms (1 to 600000). Past it the process stops anyway, with exit status 1.
+    #[arg(long, env = "STOCKROOM_SHUTDOWN_GRACE_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub shutdown_grace_ms: u64,
+
+    /// `text` (human-readable) or `json` (one JSON object per log record, for collectors).
+    #[arg(long, env = "STOCKROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log records are written (to stderr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// An origin as browsers send it: `*`, or `scheme://host[:port]` with nothing after it.
@@ -145,6 +162,11 @@ impl Config {
     /// The bounded lock wait for writes.
     pub fn lock_timeout(&self) -> Duration {
         Duration::from_millis(self.lock_timeout_ms)
+    }
+
+    /// How long a shutdown waits for requests and subscriptions to finish.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 
     /// How long an API key's verdict is cached.
@@ -173,6 +195,8 @@ impl Config {
             anonymous_burst: 40,
             client_ip_header: None,
             cors_origins: Vec::new(),
+            shutdown_grace_ms: 10_000,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -203,6 +227,7 @@ mod tests {
             ["--max-body-bytes", "0"],
             ["--key-cache-ms", "0"],
             ["--anonymous-burst", "0"],
+            ["--shutdown-grace-ms", "0"],
         ] {
             let err = parse(&args).err().unwrap_or_else(|| panic!("{args:?} was accepted"));
             assert!(err.to_string().contains("not in"), "{args:?}: {err}");
@@ -220,6 +245,8 @@ mod tests {
         assert_eq!(parsed.key_cache_ms, programmatic.key_cache_ms);
         assert_eq!(parsed.anonymous_rate, programmatic.anonymous_rate);
         assert_eq!(parsed.anonymous_burst, programmatic.anonymous_burst);
+        assert_eq!(parsed.shutdown_grace_ms, programmatic.shutdown_grace_ms);
+        assert_eq!(parsed.log_format, programmatic.log_format);
     }
 
     #[test]

@@ -138,6 +138,20 @@ impl Database {
         self.commits.clone()
     }
 
+    /// The pool's maximum size, open connections and idle ones among them.
+    pub fn pool_state(&self) -> (u32, u32, usize) {
+        match self.backend() {
+            DatabaseBackend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (pool.options().get_max_connections(), pool.size(), pool.num_idle())
+            }
+            _ => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (pool.options().get_max_connections(), pool.size(), pool.num_idle())
+            }
+        }
+    }
+
     /// Which engine this is.
     pub fn backend(&self) -> DatabaseBackend {
         self.conn.get_database_backend()
@@ -181,6 +195,11 @@ impl Database {
 
     /// Opens a write transaction (see the module doc for what that means per engine).
     pub async fn begin_write(&self) -> Result<DatabaseTransaction> {
+        let _waiting = crate::metrics::PoolWait::start();
+        self.begin_write_unobserved().await
+    }
+
+    async fn begin_write_unobserved(&self) -> Result<DatabaseTransaction> {
         match self.backend() {
             DatabaseBackend::Sqlite => Ok(self
                 .conn
@@ -229,7 +248,12 @@ impl Database {
                     tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
                     attempt += 1;
                 }
-                other => return other,
+                other => {
+                    if let Err(Error::LockTimeout) = &other {
+                        crate::metrics::lock_timeout();
+                    }
+                    return other;
+                }
             }
         }
     }

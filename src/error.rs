@@ -56,7 +56,10 @@ impl Error {
             // A collision that survived its retries is, for the caller, the same as a
             // lock wait that ran out: try again shortly.
             Error::LockTimeout | Error::Contention => "LOCK_TIMEOUT",
-            Error::Unavailable | Error::Internal(_) => "INTERNAL",
+            // For the caller an outage is like a lock wait that ran out: nothing was
+            // written, and the same request may succeed shortly. The message tells them apart.
+            Error::Unavailable => "LOCK_TIMEOUT",
+            Error::Internal(_) => "INTERNAL",
         }
     }
 
@@ -83,6 +86,26 @@ impl Error {
     pub fn not_found(what: impl Into<String>) -> Self {
         Error::NotFound(what.into())
     }
+}
+
+/// Every `extensions.code` a client can see: the contract's list, plus `THROTTLED` on
+/// the anonymous rate limit's 429.
+pub const CODES: &[&str] = &[
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "NOT_FOUND",
+    "BAD_USER_INPUT",
+    "VERSION_CONFLICT",
+    "OUT_OF_STOCK",
+    "LOCATION_UNMAPPED",
+    "LOCK_TIMEOUT",
+    "INTERNAL",
+    "THROTTLED",
+];
+
+/// `code` as one of [`CODES`], if it is one.
+pub fn known_code(code: &str) -> Option<&'static str> {
+    CODES.iter().copied().find(|known| *known == code)
 }
 
 /// The SQLSTATE (PostgreSQL) or extended result code (SQLite) of a database error.

@@ -25,6 +25,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context as _;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use config::Config;
 use db::Database;
@@ -42,6 +43,10 @@ pub struct AppState {
     pub reservations: inventory::combiner::Combiner<inventory::reservations::ReserveStock>,
     /// API key verdicts, cached briefly (see `auth`).
     pub keys: auth::Keys,
+    /// Cancelled when the process begins to stop: subscriptions complete, `/ready` fails.
+    pub stopping: CancellationToken,
+    /// Open WebSocket connections, which the HTTP server's own drain does not wait for.
+    pub sockets: TaskTracker,
 }
 
 impl AppState {
@@ -68,6 +73,8 @@ impl AppState {
             placements: inventory::combiner::Combiner::new(db.clone(), config.placement_lanes as usize),
             reservations: inventory::combiner::Combiner::new(db.clone(), config.placement_lanes as usize),
             keys: auth::Keys::new(db.clone(), config.key_cache()),
+            stopping: CancellationToken::new(),
+            sockets: TaskTracker::new(),
             db,
             config: Arc::new(config),
             refunds,
@@ -101,12 +108,43 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tokio::spawn(sweep_reservations(state.db.clone()));
     tokio::spawn(retry_refunds(state.clone()));
+    let stopping = state.stopping.clone();
+    let sockets = state.sockets.clone();
+    let grace = state.config.shutdown_grace();
+    tokio::spawn({
+        let stopping = stopping.clone();
+        async move {
+            shutdown_signal().await;
+            stopping.cancel();
+        }
+    });
     // The peer's address, for the anonymous rate limit.
     let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")
+    // On the signal the listener closes; requests in flight finish on their connections,
+    // subscriptions complete and their sockets close (see `http::graphql_ws`).
+    let drained = async {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopping.clone().cancelled_owned())
+            .await
+            .context("serving HTTP")?;
+        sockets.close();
+        sockets.wait().await;
+        anyhow::Ok(())
+    };
+    let grace_over = async {
+        stopping.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        drained = drained => {
+            tracing::info!("drained; stopped");
+            drained
+        }
+        () = grace_over => anyhow::bail!(
+            "requests were still in flight {} ms after the stop signal (STOCKROOM_SHUTDOWN_GRACE_MS); stopped anyway",
+            grace.as_millis()
+        ),
+    }
 }
 
 /// Ctrl-C, or SIGTERM from a process manager: stop accepting, finish requests in flight.
@@ -126,7 +164,7 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
-    tracing::info!("shutting down");
+    tracing::info!("stop signal received; draining");
 }
 
 /// How often this process looks for reservations past their deadline.
@@ -148,12 +186,13 @@ async fn sweep_reservations(db: db::Database) {
 /// How often this process retries refunds of rejected orders that have none yet.
 const REFUND_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Retries missing refunds forever (see `stripe::payments::retry_refunds`).
+/// Retries missing refunds forever (see `stripe::payments::retry_refunds`), from the
+/// start: the backlog gauges are right from the first minute.
 async fn retry_refunds(state: AppState) {
     loop {
-        tokio::time::sleep(REFUND_RETRY_INTERVAL).await;
         if let Err(err) = stripe::payments::retry_refunds(&state.db, &state.refunds).await {
             tracing::warn!(error = %err, "refund retry failed; will try again");
         }
+        tokio::time::sleep(REFUND_RETRY_INTERVAL).await;
     }
 }

@@ -1,7 +1,7 @@
 //! The `stockroom` command: serve (the default), create API keys, print the schema.
 
 use clap::{Parser, Subcommand};
-use stockroom::{AppState, Config, auth, graphql, inventory::values::Name};
+use stockroom::{AppState, Config, auth, config::LogFormat, graphql, inventory::values::Name};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -101,14 +101,22 @@ async fn manage_keys(config: Config, action: ApiKeyAction) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Logs to stderr: stdout carries what a command prints (a new key, the schema).
+fn init_logs(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
+    match format {
+        LogFormat::Text => logs.init(),
+        // Span fields (request id, operation) go on every record, flattened for collectors.
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).init(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // Logs to stderr: stdout carries what a command prints (a new key, the schema).
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
     let cli = Cli::parse();
+    init_logs(cli.config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => stockroom::serve(cli.config).await,
         Command::ApiKey { action } => manage_keys(cli.config, action).await,

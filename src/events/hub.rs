@@ -60,6 +60,11 @@ impl EventHub {
         self.live.subscribe()
     }
 
+    /// How many subscriptions of this process are listening.
+    pub fn subscribers(&self) -> usize {
+        self.live.receiver_count()
+    }
+
     /// The pool, for replays.
     pub fn conn(&self) -> &DatabaseConnection {
         &self.conn
@@ -130,8 +135,11 @@ async fn feed(
             match events_after(&conn, last, PAGE).await {
                 Ok(events) => {
                     let full_page = events.len() as u64 == PAGE;
+                    let now = chrono::Utc::now();
                     for event in events {
                         last = event.event.id;
+                        let after_commit = (now - event.event.occurred_at).to_std().unwrap_or_default();
+                        crate::metrics::event_delivered(last, after_commit);
                         // No receiver is fine; a lagging one catches up from the table.
                         live.send(Arc::new(event)).ok();
                     }

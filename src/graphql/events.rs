@@ -123,8 +123,11 @@ impl SubscriptionRoot {
         let keys = state(ctx).keys.clone();
         let caller = super::caller(ctx);
         let revoked = async move { keys.revoked(caller).await };
+        // When the process stops, subscriptions complete rather than being cut off.
+        let stopping = state(ctx).stopping.clone().cancelled_owned();
         Ok(events
             .take_until(revoked)
+            .take_until(stopping)
             .map(|event| event.map(InventoryBackordered).map_err(async_graphql::Error::from)))
     }
 }

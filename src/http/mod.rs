@@ -7,12 +7,12 @@
 mod graphql;
 mod limits;
 
+use async_graphql::http::{WebSocketProtocols as Protocols, WsMessage};
 use async_graphql::{
     Data,
     http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
 };
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
@@ -20,8 +20,10 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
 };
 
@@ -30,7 +32,7 @@ use crate::{
     AppState,
     auth::{Caller, IdentifiedPerConnection},
     error::Error,
-    graphql::{StockroomSchema, build_schema},
+    graphql::{StockroomSchema, build_schema, operation_name::OperationName},
     stripe,
 };
 
@@ -68,7 +70,32 @@ pub fn router(state: AppState) -> Router {
             limit,
         })
         .merge(webhooks)
-        .layer(TraceLayer::new_for_http())
+        // Outermost first: the id is set before the span that shows it, and echoed back.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Longest client-given request id shown in logs.
+const MAX_REQUEST_ID_LOGGED: usize = 64;
+
+/// The span every log record of a request carries: its id (the caller's `x-request-id`,
+/// or a new UUID, echoed in the response) and, for GraphQL, the operation name. Never
+/// headers or bodies: they carry keys and customer data.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|id| id.to_str().ok())
+        .map(|id| id.chars().take(MAX_REQUEST_ID_LOGGED).collect::<String>())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        operation = tracing::field::Empty,
+    )
 }
 
 /// CORS for `/graphql`, for storefronts in a browser on `origins`. Browsers may send only
@@ -119,6 +146,7 @@ fn admit(
 /// `GET` and `POST /graphql` (see [`graphql`] for the protocol): refusals first, then
 /// the caller's identity, then the schema.
 async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Request) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let authorization = parts
         .headers
@@ -141,6 +169,12 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
         Ok(request) => request,
         Err(refused) => return media_type.refuse(&refused),
     };
+    let given_name = request.operation_name.clone();
+    if let Some(name) = &given_name {
+        tracing::Span::current().record("operation", name.as_str());
+    }
+    let document_name = OperationName::default();
+    let request = request.data(document_name.clone());
     let response = match state.app.keys.authenticate(authorization).await {
         // One GraphQL request multiplexes hundreds of resolver futures in one task. Under
         // tokio's cooperative budget the task would be forced to yield part-way through
@@ -149,6 +183,15 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
         Ok(caller) => tokio::task::coop::unconstrained(state.schema.execute(request.data(caller))).await,
         Err(err) => return media_type.refuse(&err.into()),
     };
+    let outcome = response.errors.first().map_or("ok", |error| {
+        match error.extensions.as_ref().and_then(|extensions| extensions.get("code")) {
+            Some(async_graphql::Value::String(code)) => code.as_str(),
+            // async-graphql's own parse and validation errors: refused as bad input.
+            _ => "BAD_USER_INPUT",
+        }
+    });
+    let operation = given_name.as_deref().or(document_name.get());
+    crate::metrics::graphql_request(operation, outcome, started.elapsed());
     media_type.respond(response)
 }
 
@@ -199,33 +242,99 @@ fn graphiql_page() -> String {
 /// anonymous rate limit: the key is not known yet.
 async fn graphql_ws(
     State(state): State<HttpState>,
-    protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
     request: axum::http::request::Parts,
 ) -> Response {
     if let Err(wait) = admit(&state, &request, None) {
         return throttled(wait);
     }
+    // The first subprotocol the client offers that we speak.
+    let protocol = request
+        .headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|offered| offered.to_str().ok())
+        .and_then(|offered| {
+            offered
+                .split(',')
+                .find_map(|name| name.trim().parse::<Protocols>().ok())
+        });
+    let Some(protocol) = protocol else {
+        return (StatusCode::BAD_REQUEST, "offer graphql-transport-ws (or graphql-ws)").into_response();
+    };
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
-        let keys = state.app.keys.clone();
-        GraphQLWebSocket::new(socket, state.schema, protocol)
-            .on_connection_init(move |payload| async move {
-                let authorization = payload.get("authorization").and_then(|value| value.as_str());
-                match keys.authenticate(authorization).await? {
-                    caller @ Caller::Key { .. } => {
-                        let mut data = Data::default();
-                        data.insert(caller);
-                        data.insert(IdentifiedPerConnection);
-                        Ok(data)
-                    }
-                    Caller::Anonymous => Err(Error::Unauthenticated.into()),
-                }
-            })
-            .serve()
+        state
+            .app
+            .sockets
+            .clone()
+            .track_future(serve_socket(socket, state, protocol))
     })
 }
 
-async fn metrics() -> impl IntoResponse {
+/// One WebSocket connection, until the client leaves or the process stops. On a stop,
+/// every subscription ends (on the same signal, see `SubscriptionRoot`): their `complete`
+/// messages go out, then a close frame (1001, going away) tells the client to reconnect
+/// elsewhere.
+async fn serve_socket(socket: WebSocket, state: HttpState, protocol: Protocols) {
+    let (mut sink, incoming) = socket.split();
+    let incoming = incoming
+        .take_while(|message| std::future::ready(message.is_ok()))
+        .filter_map(|message| {
+            std::future::ready(match message {
+                Ok(message @ (Message::Text(_) | Message::Binary(_))) => Some(message.into_data()),
+                _ => None,
+            })
+        });
+    let keys = state.app.keys.clone();
+    let outgoing = async_graphql::http::WebSocket::new(state.schema.clone(), incoming, protocol)
+        .on_connection_init(move |payload| async move {
+            let authorization = payload.get("authorization").and_then(|value| value.as_str());
+            match keys.authenticate(authorization).await? {
+                caller @ Caller::Key { .. } => {
+                    let mut data = Data::default();
+                    data.insert(caller);
+                    data.insert(IdentifiedPerConnection);
+                    Ok(data)
+                }
+                Caller::Anonymous => Err(Error::Unauthenticated.into()),
+            }
+        })
+        .map(|message| match message {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
+        });
+    futures_util::pin_mut!(outgoing);
+    let stopping = state.app.stopping.clone();
+    loop {
+        tokio::select! {
+            message = outgoing.next() => {
+                let Some(message) = message else { return };
+                if sink.send(message).await.is_err() {
+                    return;
+                }
+            }
+            () = stopping.cancelled() => break,
+        }
+    }
+    // Everything the subscriptions have left to say is ready now: their `complete`s.
+    while let Some(Some(message)) = outgoing.next().now_or_never() {
+        if sink.send(message).await.is_err() {
+            return;
+        }
+    }
+    let close = CloseFrame {
+        code: axum::extract::ws::close_code::AWAY,
+        reason: "the server is stopping".into(),
+    };
+    sink.send(Message::Close(Some(close))).await.ok();
+}
+
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let (max, open, idle) = state.app.db.pool_state();
+    crate::metrics::pool(max, open, idle);
+    crate::metrics::subscribers(state.app.events.subscribers());
     let text = crate::metrics::handle().render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
@@ -234,7 +343,12 @@ async fn health() -> StatusCode {
     StatusCode::OK
 }
 
+/// 503 while stopping (a load balancer should send new requests elsewhere) or while the
+/// database does not answer.
 async fn ready(State(state): State<HttpState>) -> StatusCode {
+    if state.app.stopping.is_cancelled() {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
     match state.app.db.conn().ping().await {
         Ok(()) => StatusCode::OK,
         Err(err) => {

@@ -22,12 +22,15 @@ use inventory_level::Column as Level;
 /// locks levels goes through here, so all of them lock in the same order and no two
 /// transactions can wait on each other in a cycle.
 pub async fn lock(txn: &DatabaseTransaction, condition: Condition) -> Result<Vec<inventory_level::Model>> {
-    Ok(inventory_level::Entity::find()
+    let started = std::time::Instant::now();
+    let locked = inventory_level::Entity::find()
         .filter(condition)
         .order_by_asc(Level::Id)
         .lock_exclusive()
         .all(txn)
-        .await?)
+        .await;
+    crate::metrics::lock_wait(started.elapsed());
+    Ok(locked?)
 }
 
 /// A change of one level: how much stock and how much reservation it gains (or loses).

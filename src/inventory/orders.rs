@@ -142,7 +142,8 @@ pub struct RejectedOrder {
     pub lines: Vec<LineRequest>,
     /// The checkout's reservation, released with the rejection (its checkout is over).
     pub reservation_key: Option<ReservationKey>,
-    pub reason: String,
+    /// Why: its message is the order's `rejectionReason`, its code goes to the metrics.
+    pub reason: Error,
 }
 
 /// Stores a REJECTED order (no stock moves) unless an order exists for the PaymentIntent,
@@ -169,7 +170,7 @@ pub async fn reject_order_in(txn: &DatabaseTransaction, rejected: &RejectedOrder
         payment_intent_id: &rejected.payment_intent_id,
         sales_channel_id,
         shipping_option_id,
-        rejection_reason: Some(rejected.reason.clone()),
+        rejection_reason: Some(rejected.reason.to_string()),
     };
     let placed = claim_all(txn, std::slice::from_ref(&claim))
         .await?

@@ -112,11 +112,10 @@ pub async fn place_order(db: &Database, order: &PlaceOrder) -> Result<Placed> {
 
 /// Counts an order request in the metrics by its outcome.
 pub fn count(placed: &Result<Placed>) {
-    crate::metrics::order(match placed {
-        Ok(Placed { created: true, .. }) => "placed",
-        Ok(Placed { created: false, .. }) => "repeat",
-        Err(err) => err.code(),
-    });
+    match placed {
+        Ok(placed) => crate::metrics::order_placed(placed.created),
+        Err(err) => crate::metrics::order_failed(err),
+    }
 }
 
 /// One order's placement inside a write transaction the caller opened (and commits only

@@ -66,7 +66,7 @@ pub fn order_from_metadata(
         shipping_option_id: shipping_option_id.clone().ok().flatten(),
         lines: lines.clone().unwrap_or_default(),
         reservation_key: reservation_key.clone(),
-        reason,
+        reason: crate::error::Error::BadUserInput(reason),
     };
     let order = (|| {
         let sales_channel_id = sales_channel_id
@@ -145,7 +145,7 @@ mod tests {
         for (metadata, expected) in cases {
             let rejected = order_from_metadata(pi(), &metadata).unwrap_err();
             assert!(
-                rejected.reason.contains(expected),
+                rejected.reason.to_string().contains(expected),
                 "{:?} should mention {expected:?}",
                 rejected.reason
             );

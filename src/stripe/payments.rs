@@ -9,8 +9,8 @@
 use chrono::{Duration, Utc};
 use entity::{orders, orders::OrderStatus, stripe_event};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TryInsertResult,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, TryInsertResult,
 };
 
 use super::refunds::Refunds;
@@ -80,7 +80,7 @@ pub async fn payment_succeeded(
                 })
                 .await;
             if let Ok(Outcome::Placed(Placed { created: true, .. })) = &placed {
-                crate::metrics::order("placed");
+                crate::metrics::order_placed(true);
             }
             match placed {
                 Err(err) if err.is_rejection() => RejectedOrder {
@@ -89,7 +89,7 @@ pub async fn payment_succeeded(
                     shipping_option_id: order.shipping_option_id,
                     lines: order.lines.clone(),
                     reservation_key: order.reservation_key.clone(),
-                    reason: err.to_string(),
+                    reason: err,
                 },
                 other => return other,
             }
@@ -107,7 +107,7 @@ pub async fn payment_succeeded(
         })
         .await?;
     if let Outcome::Rejected(Placed { order, created: true }) = &outcome {
-        crate::metrics::order("rejected");
+        crate::metrics::order_rejected(rejected.reason.code());
         tracing::info!(payment_intent_id = %order.payment_intent_id, reason = ?order.rejection_reason, "order rejected");
         // After the commit, not inside it: no lock is held while Stripe answers.
         refund(db, refunds, order).await?;
@@ -156,5 +156,19 @@ pub async fn retry_refunds(db: &Database, refunds: &Refunds) -> Result<usize> {
     for order in &pending {
         refund(db, refunds, order).await?;
     }
+    let without_refund = || {
+        orders::Entity::find()
+            .filter(orders::Column::Status.eq(OrderStatus::Rejected))
+            .filter(orders::Column::RefundId.is_null())
+    };
+    let failed = without_refund()
+        .filter(orders::Column::RefundError.is_not_null())
+        .count(db.conn())
+        .await?;
+    let waiting = without_refund()
+        .filter(orders::Column::RefundError.is_null())
+        .count(db.conn())
+        .await?;
+    crate::metrics::refund_backlog(waiting, failed);
     Ok(pending.len())
 }

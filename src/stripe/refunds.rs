@@ -50,8 +50,12 @@ impl Refunds {
             Ok(refund.id.as_str().to_owned())
         }
         .await;
-        if let Err(error) = &outcome {
-            tracing::warn!(payment_intent_id, error, "refund of a rejected order failed");
+        match &outcome {
+            Ok(_) => crate::metrics::refund("requested"),
+            Err(error) => {
+                crate::metrics::refund("failed");
+                tracing::warn!(payment_intent_id, error, "refund of a rejected order failed");
+            }
         }
         Some(outcome)
     }

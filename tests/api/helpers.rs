@@ -475,51 +475,55 @@ impl TestApp {
         row.try_get::<i64>("", "n").unwrap()
     }
 
-    /// Asserts the ledger invariant for every level: the quantity before the first
-    /// movement plus all deltas equals the current quantity (stocked and reserved), and
-    /// each movement's `*_after` continues from the previous one.
+    /// See [`assert_ledger_matches_levels`].
     pub async fn assert_ledger_matches_levels(&self) {
-        let conn = self.db().conn();
-        let levels = inventory_level::Entity::find().all(conn).await.unwrap();
-        let movements = stock_movement::Entity::find()
-            .order_by_asc(stock_movement::Column::Id)
-            .all(conn)
-            .await
-            .unwrap();
-        let mut by_level: HashMap<i32, Vec<&stock_movement::Model>> = HashMap::new();
-        for movement in &movements {
-            by_level.entry(movement.inventory_level_id).or_default().push(movement);
-        }
-        for level in &levels {
-            let moves = by_level.get(&level.id).map(Vec::as_slice).unwrap_or_default();
-            let first = moves.first().expect("every level has at least its creating movement");
-            let mut stocked = first.stocked_after - first.delta;
-            let mut reserved = first.reserved_after - first.reserved_delta;
-            for movement in moves {
-                stocked += movement.delta;
-                reserved += movement.reserved_delta;
-                assert_eq!(
-                    stocked, movement.stocked_after,
-                    "ledger chain broken at movement {}",
-                    movement.id
-                );
-                assert_eq!(
-                    reserved, movement.reserved_after,
-                    "ledger chain broken at movement {}",
-                    movement.id
-                );
-            }
+        assert_ledger_matches_levels(self.db().conn()).await;
+    }
+}
+
+/// Asserts the ledger invariant for every level: the quantity before the first
+/// movement plus all deltas equals the current quantity (stocked and reserved), and
+/// each movement's `*_after` continues from the previous one.
+pub async fn assert_ledger_matches_levels(conn: &sea_orm::DatabaseConnection) {
+    let levels = inventory_level::Entity::find().all(conn).await.unwrap();
+    let movements = stock_movement::Entity::find()
+        .order_by_asc(stock_movement::Column::Id)
+        .all(conn)
+        .await
+        .unwrap();
+    let mut by_level: HashMap<i32, Vec<&stock_movement::Model>> = HashMap::new();
+    for movement in &movements {
+        by_level.entry(movement.inventory_level_id).or_default().push(movement);
+    }
+    for level in &levels {
+        let moves = by_level.get(&level.id).map(Vec::as_slice).unwrap_or_default();
+        let first = moves.first().expect("every level has at least its creating movement");
+        let mut stocked = first.stocked_after - first.delta;
+        let mut reserved = first.reserved_after - first.reserved_delta;
+        for movement in moves {
+            stocked += movement.delta;
+            reserved += movement.reserved_delta;
             assert_eq!(
-                stocked, level.stocked_quantity,
-                "ledger sum != stocked for level {}",
-                level.id
+                stocked, movement.stocked_after,
+                "ledger chain broken at movement {}",
+                movement.id
             );
             assert_eq!(
-                reserved, level.reserved_quantity,
-                "ledger sum != reserved for level {}",
-                level.id
+                reserved, movement.reserved_after,
+                "ledger chain broken at movement {}",
+                movement.id
             );
         }
+        assert_eq!(
+            stocked, level.stocked_quantity,
+            "ledger sum != stocked for level {}",
+            level.id
+        );
+        assert_eq!(
+            reserved, level.reserved_quantity,
+            "ledger sum != reserved for level {}",
+            level.id
+        );
     }
 }
 

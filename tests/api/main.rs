@@ -5,6 +5,8 @@
 //! slowest part of `cargo test`.
 
 mod helpers;
+mod server;
+mod ws;
 
 mod access;
 mod catalog;
@@ -12,6 +14,7 @@ mod events;
 mod flash_sale;
 mod graphql_http;
 mod n_plus_one;
+mod operations;
 mod placement;
 mod process;
 mod reservations;

@@ -70,7 +70,10 @@ async fn metrics_are_served_in_prometheus_text_format() {
             .await;
         assert_eq!(status, 200);
         let text = String::from_utf8_lossy(&body);
-        assert!(text.contains("stockroom_orders_total{outcome=\"placed\"}"), "{text}");
+        assert!(
+            text.contains("stockroom_orders_total{outcome=\"placed\",reason=\"none\"}"),
+            "{text}"
+        );
     })
     .await;
 }
@@ -118,7 +121,7 @@ async fn readiness_follows_the_database() {
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         (status, &body["errors"][0]["extensions"]["code"]),
-        (503, &json!("INTERNAL")),
+        (503, &json!("LOCK_TIMEOUT")),
         "an outage is a 503: {body}"
     );
     proxy.restore_database();

@@ -30,7 +30,7 @@ fn event(event_id: &str, event_type: &str, payment_intent: &str, metadata: Value
 }
 
 /// A `payment_intent.succeeded` for a checkout of `lines` (JSON) through `channel`.
-fn paid(event_id: &str, payment_intent: &str, channel: i32, lines: &str) -> String {
+pub(crate) fn paid(event_id: &str, payment_intent: &str, channel: i32, lines: &str) -> String {
     event(
         event_id,
         "payment_intent.succeeded",
@@ -418,7 +418,7 @@ async fn a_stored_refund_id_is_never_overwritten_by_a_late_failure() {
             shipping_option_id: None,
             lines: Vec::new(),
             reservation_key: None,
-            reason: "metadata.lines is missing".into(),
+            reason: stockroom::error::Error::bad_input("metadata.lines is missing"),
         };
         let order = app
             .db()

@@ -1,0 +1,880 @@
+//! What an operator relies on, proven against the spawned binary: `kill -9` under load
+//! loses nothing and half-writes nothing, a database outage fails fast and heals by itself,
+//! SIGTERM drains, hostile requests stay cheap, and the logs and metrics say what happened.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+use stripe_webhook::Webhook;
+
+use crate::{
+    helpers::{EmptyDatabase, assert_ledger_matches_levels},
+    server::{ADMIN_KEY, Server, SqliteFile, WEBHOOK_SECRET, free_addr},
+    stripe_webhook::paid,
+    ws::WsClient,
+};
+
+const PLACE: &str = "mutation Place($pi: String!, $c: ID!, $lines: [OrderLineInput!]!) {
+    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: $lines }) { id status } }";
+
+/// Bound on anything a test waits for, so a broken server fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A client of one spawned server's address, which survives the server's restarts.
+#[derive(Clone)]
+struct Http {
+    client: reqwest::Client,
+    base: String,
+}
+
+/// What a request got back: status and JSON body (or text as a JSON string).
+type Answer = (u16, Value);
+
+impl Http {
+    fn new(server: &Server) -> Http {
+        Http {
+            client: reqwest::Client::builder().timeout(PATIENCE).build().unwrap(),
+            base: server.url(),
+        }
+    }
+
+    /// A GraphQL request with the admin key; `Err` when no HTTP answer came back.
+    async fn gql(&self, query: &str, variables: Value) -> Result<Answer, reqwest::Error> {
+        self.post_graphql(json!({ "query": query, "variables": variables }), Some(ADMIN_KEY))
+            .await
+    }
+
+    async fn post_graphql(&self, body: Value, key: Option<&str>) -> Result<Answer, reqwest::Error> {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        answer(request.send().await?).await
+    }
+
+    /// Delivers a Stripe event signed with the server's secret.
+    async fn webhook(&self, payload: &str) -> Result<Answer, reqwest::Error> {
+        let signature = Webhook::generate_test_header(payload, WEBHOOK_SECRET, Some(chrono::Utc::now().timestamp()));
+        let response = self
+            .client
+            .post(format!("{}/webhooks/stripe", self.base))
+            .header("content-type", "application/json")
+            .header("stripe-signature", signature)
+            .body(payload.to_owned())
+            .send()
+            .await?;
+        answer(response).await
+    }
+
+    /// The data of a GraphQL request that must succeed.
+    async fn data(&self, query: &str, variables: Value) -> Value {
+        let (status, body) = self.gql(query, variables).await.expect("the server answers");
+        assert!(status == 200 && body["errors"].is_null(), "{status}: {body}");
+        body["data"].clone()
+    }
+}
+
+async fn answer(response: reqwest::Response) -> Result<Answer, reqwest::Error> {
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+/// A body short enough for a failure message (hostile requests echo huge inputs).
+fn brief(body: &Value) -> String {
+    body.to_string().chars().take(300).collect()
+}
+
+fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"].as_str().unwrap_or_default()
+}
+
+/// One location, one channel; `HOT` with `hot` units (no backorder) and `BACK` with none
+/// but backorder allowed, so that every order of `BACK` writes an event. Returns the channel.
+async fn open_shop(http: &Http, hot: i32) -> i32 {
+    let id = |data: &Value, field: &str| data[field]["id"].as_str().unwrap().to_owned();
+    let location = id(
+        &http
+            .data(
+                "mutation { createStockLocation(input: { name: \"Depot\" }) { id } }",
+                json!({}),
+            )
+            .await,
+        "createStockLocation",
+    );
+    let channel = id(
+        &http
+            .data(
+                "mutation { createSalesChannel(input: { name: \"Web\" }) { id } }",
+                json!({}),
+            )
+            .await,
+        "createSalesChannel",
+    );
+    http.data(
+        "mutation($c: ID!, $l: ID!) { mapSalesChannelLocation(input: { salesChannelId: $c, stockLocationId: $l, priority: 0 }) { id } }",
+        json!({ "c": channel, "l": location }),
+    )
+    .await;
+    for (sku, stock, backorder) in [("HOT", hot, false), ("BACK", 0, true)] {
+        http.data(
+            "mutation($sku: String!) { createInventoryItem(input: { sku: $sku, title: $sku }) { id } }",
+            json!({ "sku": sku }),
+        )
+        .await;
+        http.data(
+            "mutation($sku: String!, $l: ID!, $n: Int!, $b: Boolean!) {
+                setStockLevel(input: { sku: $sku, stockLocationId: $l, stockedQuantity: $n, allowBackorder: $b }) { version } }",
+            json!({ "sku": sku, "l": location, "n": stock, "b": backorder }),
+        )
+        .await;
+    }
+    channel.parse().unwrap()
+}
+
+/// The lines of every order in these tests: one `HOT`, one `BACK`.
+fn order_lines() -> Value {
+    json!([{ "sku": "HOT", "quantity": 1 }, { "sku": "BACK", "quantity": 1 }])
+}
+
+const ORDER_LINES_METADATA: &str = r#"[{"sku":"HOT","quantity":1},{"sku":"BACK","quantity":1}]"#;
+
+async fn scalar(conn: &DatabaseConnection, sql: &str) -> i64 {
+    let row = conn
+        .query_one_raw(Statement::from_string(conn.get_database_backend(), sql.to_owned()))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// Every order is whole: a PLACED one has both lines, a ledger movement per unit taken and
+/// an event per backordered line; a REJECTED one moved nothing. No PaymentIntent has two
+/// orders, the ledger sums to the levels, and event ids have no gaps.
+async fn assert_nothing_half_written(conn: &DatabaseConnection) {
+    for (what, sql) in [
+        (
+            "placed orders without exactly two lines",
+            "SELECT COUNT(*) FROM orders o WHERE o.status = 'PLACED'
+             AND (SELECT COUNT(*) FROM order_line l WHERE l.order_id = o.id) <> 2",
+        ),
+        (
+            "placed orders whose ledger does not match their lines",
+            "SELECT COUNT(*) FROM orders o WHERE o.status = 'PLACED' AND
+             (SELECT COALESCE(SUM(-m.delta), 0) FROM stock_movement m WHERE m.order_id = o.id)
+             <> (SELECT COALESCE(SUM(l.quantity), 0) FROM order_line l WHERE l.order_id = o.id)",
+        ),
+        (
+            "rejected orders that moved stock or wrote events",
+            "SELECT COUNT(*) FROM orders o WHERE o.status = 'REJECTED' AND
+             (EXISTS (SELECT 1 FROM stock_movement m WHERE m.order_id = o.id)
+              OR EXISTS (SELECT 1 FROM inventory_event e WHERE e.order_id = o.id))",
+        ),
+        (
+            "orders whose events do not match their backordered lines",
+            "SELECT COUNT(*) FROM orders o WHERE
+             (SELECT COUNT(*) FROM inventory_event e WHERE e.order_id = o.id)
+             <> (SELECT COUNT(*) FROM order_line l WHERE l.order_id = o.id AND l.backordered_quantity > 0)",
+        ),
+        (
+            "PaymentIntents with more than one order",
+            "SELECT COUNT(*) FROM (SELECT payment_intent_id FROM orders GROUP BY payment_intent_id HAVING COUNT(*) > 1) d",
+        ),
+        (
+            "gaps in the event ids",
+            "SELECT COALESCE(MAX(id), 0) - COUNT(*) FROM inventory_event",
+        ),
+    ] {
+        assert_eq!(scalar(conn, sql).await, 0, "{what}");
+    }
+    assert_ledger_matches_levels(conn).await;
+}
+
+/// How one client's PaymentIntent ended, as the client saw it.
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    /// `placeOrder` answered with this order: id and status (a PaymentIntent that the
+    /// webhook rejected first answers with its REJECTED order).
+    Placed(String, String),
+    /// `placeOrder` answered OUT_OF_STOCK.
+    OutOfStock,
+    /// The webhook answered 200: an order (PLACED or REJECTED) exists.
+    Accepted,
+}
+
+/// Sends `placeOrder` until it gets a verdict, through outages and restarts.
+async fn place_until_answered(http: &Http, payment_intent: &str, channel: i32) -> Seen {
+    let variables = json!({ "pi": payment_intent, "c": channel.to_string(), "lines": order_lines() });
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{payment_intent}: no verdict in time"
+        );
+        match http.gql(PLACE, variables.clone()).await {
+            Ok((_, body)) if body["data"]["placeOrder"]["id"].is_string() => {
+                let order = &body["data"]["placeOrder"];
+                return Seen::Placed(
+                    order["id"].as_str().unwrap().into(),
+                    order["status"].as_str().unwrap().into(),
+                );
+            }
+            Ok((_, body)) if code(&body) == "OUT_OF_STOCK" => return Seen::OutOfStock,
+            Ok((_, body)) if code(&body) == "LOCK_TIMEOUT" => {}
+            Ok((status, body)) if status < 500 => {
+                panic!("{payment_intent}: unexpected answer {status} {}", brief(&body))
+            }
+            // 5xx, or no answer at all: the server is down or restarting.
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Delivers the PaymentIntent's event until the webhook answers 200.
+async fn deliver_until_accepted(http: &Http, event_id: &str, payment_intent: &str, channel: i32) -> Seen {
+    let payload = paid(event_id, payment_intent, channel, ORDER_LINES_METADATA);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{payment_intent}: webhook not accepted in time"
+        );
+        match http.webhook(&payload).await {
+            Ok((200, _)) => return Seen::Accepted,
+            Ok((503, _)) | Err(_) => {}
+            Ok((status, body)) => panic!("{payment_intent}: webhook answered {status} {}", brief(&body)),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn kill_9_under_load_loses_no_acknowledged_order_and_half_writes_nothing() {
+    const ROUNDS: usize = 5;
+    const CLIENTS: usize = 12;
+    const PER_CLIENT: usize = 45;
+    let Some(database) = EmptyDatabase::postgres().await else {
+        return;
+    };
+    let addr = free_addr();
+    let mut server = Server::start_shop(&database.url, &addr, &[]).await;
+    let http = Http::new(&server);
+    let channel = open_shop(&http, 400).await;
+
+    let answered = Arc::new(AtomicUsize::new(0));
+    let seen: Arc<Mutex<BTreeMap<String, Vec<Seen>>>> = Arc::default();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (http, answered, seen) = (http.clone(), answered.clone(), seen.clone());
+            tokio::spawn(async move {
+                for n in 0..PER_CLIENT {
+                    let payment_intent = format!("pi_crash_{client}_{n}");
+                    // A third by placeOrder, a third by webhook (each event delivered
+                    // twice), a third by both at once: duplicates across both paths.
+                    let verdicts = match n % 3 {
+                        0 => vec![place_until_answered(&http, &payment_intent, channel).await],
+                        1 => {
+                            let event = format!("evt_{payment_intent}");
+                            let (a, b) = tokio::join!(
+                                deliver_until_accepted(&http, &event, &payment_intent, channel),
+                                deliver_until_accepted(&http, &event, &payment_intent, channel),
+                            );
+                            vec![a, b]
+                        }
+                        _ => {
+                            let event = format!("evt_{payment_intent}");
+                            let (a, b) = tokio::join!(
+                                place_until_answered(&http, &payment_intent, channel),
+                                deliver_until_accepted(&http, &event, &payment_intent, channel),
+                            );
+                            vec![a, b]
+                        }
+                    };
+                    seen.lock().unwrap().insert(payment_intent, verdicts);
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+
+    // Kill at spread-out points of the load, restarting on the same address each time.
+    let total = CLIENTS * PER_CLIENT;
+    for round in 1..=ROUNDS {
+        let kill_at = total * round / (ROUNDS + 2);
+        while answered.load(Ordering::SeqCst) < kill_at {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        server.kill().await;
+        server = Server::start_shop(&database.url, &addr, &[]).await;
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    let conn = sea_orm::Database::connect(&database.url).await.unwrap();
+    let orders: HashMap<String, (String, String)> = conn
+        .query_all_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT payment_intent_id, CAST(id AS TEXT) AS id, CAST(status AS TEXT) AS status FROM orders",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            (
+                row.try_get::<String>("", "payment_intent_id").unwrap(),
+                (row.try_get("", "id").unwrap(), row.try_get("", "status").unwrap()),
+            )
+        })
+        .collect();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), total);
+    let mut placed = 0;
+    for (payment_intent, verdicts) in &seen {
+        let order = orders.get(payment_intent);
+        for verdict in verdicts {
+            match verdict {
+                Seen::Placed(id, status) => {
+                    assert_eq!(
+                        order,
+                        Some(&(id.clone(), status.clone())),
+                        "{payment_intent}: the order a client saw"
+                    );
+                }
+                Seen::Accepted => assert!(order.is_some(), "{payment_intent}: accepted by the webhook, no order"),
+                Seen::OutOfStock => {
+                    assert!(
+                        order.is_none_or(|(_, status)| status == "REJECTED"),
+                        "{payment_intent}: refused, yet {order:?}"
+                    );
+                }
+            }
+        }
+        placed += usize::from(order.is_some_and(|(_, status)| status == "PLACED"));
+    }
+    assert_nothing_half_written(&conn).await;
+    let hot_left = scalar(&conn, "SELECT CAST(stocked_quantity AS BIGINT) FROM inventory_level l JOIN inventory_item i ON i.id = l.inventory_item_id WHERE i.sku = 'HOT'").await;
+    assert_eq!(hot_left, 400 - placed as i64, "HOT units taken = placed orders");
+    eprintln!(
+        "kill -9: {ROUNDS} rounds, {total} PaymentIntents, {placed} placed, {} events, invariants hold",
+        scalar(&conn, "SELECT COUNT(*) FROM inventory_event").await
+    );
+    conn.close().await.ok();
+}
+
+/// Cuts every connection to the test database and refuses new ones until `restore`.
+struct Outage {
+    admin: DatabaseConnection,
+    name: String,
+}
+
+impl Outage {
+    async fn begin(database: &EmptyDatabase) -> Outage {
+        let (base, name) = database.url.rsplit_once('/').unwrap();
+        let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.unwrap();
+        let name = name.to_owned();
+        for sql in [
+            format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
+            format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+        ] {
+            admin.execute_unprepared(&sql).await.unwrap();
+        }
+        Outage { admin, name }
+    }
+
+    async fn end(self) {
+        self.admin
+            .execute_unprepared(&format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true", self.name))
+            .await
+            .unwrap();
+        self.admin.close().await.ok();
+    }
+}
+
+async fn wait_for_ready(server: &Server, status: u16) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while server.get("/ready").await.0 != status {
+        assert!(tokio::time::Instant::now() < deadline, "/ready never said {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn event_id(event: &Value) -> i64 {
+    event["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_database_outage_fails_requests_fast_and_the_server_heals_by_itself() {
+    let Some(database) = EmptyDatabase::postgres().await else {
+        return;
+    };
+    let bounds = [
+        ("STOCKROOM_DB_ACQUIRE_TIMEOUT_MS", "1000"),
+        ("STOCKROOM_LOCK_TIMEOUT_MS", "1000"),
+    ];
+    let server = Server::start_shop(&database.url, &free_addr(), &bounds).await;
+    let http = Http::new(&server);
+    let channel = open_shop(&http, 100).await;
+    let mut subscriber = WsClient::connect(server.socket_addr(), Some(ADMIN_KEY)).await.unwrap();
+    // From the start of the log: the subscription may start after the first commit.
+    subscriber.subscribe("feed", json!({ "after": "0" })).await;
+    assert!(matches!(
+        place_until_answered(&http, "pi_before", channel).await,
+        Seen::Placed(..)
+    ));
+    let first = event_id(&subscriber.next_event("feed").await);
+
+    let outage = Outage::begin(&database).await;
+    wait_for_ready(&server, 503).await;
+    // Bounded by the settings (1 s to get a connection): well inside the client's patience.
+    let (status, body) = tokio::time::timeout(
+        Duration::from_secs(15),
+        http.gql(
+            PLACE,
+            json!({ "pi": "pi_during", "c": channel.to_string(), "lines": order_lines() }),
+        ),
+    )
+    .await
+    .expect("a request during the outage is answered, not left hanging")
+    .unwrap();
+    assert_eq!(code(&body), "LOCK_TIMEOUT", "{status}: {body}");
+    assert!(
+        body["errors"][0]["message"].as_str().unwrap().contains("unavailable"),
+        "{body}"
+    );
+    let payload = paid("evt_during", "pi_during_webhook", channel, ORDER_LINES_METADATA);
+    let (status, _) = tokio::time::timeout(Duration::from_secs(15), http.webhook(&payload))
+        .await
+        .expect("the webhook is answered during the outage")
+        .unwrap();
+    assert_eq!(status, 503, "Stripe must retry a delivery that met the outage");
+    assert_eq!(server.get("/health").await.0, 200, "the process itself is alive");
+
+    outage.end().await;
+    wait_for_ready(&server, 200).await;
+    assert!(matches!(
+        place_until_answered(&http, "pi_after", channel).await,
+        Seen::Placed(..)
+    ));
+    assert_eq!(
+        deliver_until_accepted(&http, "evt_during", "pi_during_webhook", channel).await,
+        Seen::Accepted
+    );
+    // The subscription opened before the outage carries on: the next events, no gap, no repeat.
+    assert_eq!(event_id(&subscriber.next_event("feed").await), first + 1);
+    assert_eq!(event_id(&subscriber.next_event("feed").await), first + 2);
+
+    let conn = sea_orm::Database::connect(&database.url).await.unwrap();
+    assert_eq!(
+        scalar(
+            &conn,
+            "SELECT COUNT(*) FROM orders WHERE payment_intent_id = 'pi_during'"
+        )
+        .await,
+        0
+    );
+    assert_nothing_half_written(&conn).await;
+    conn.close().await.ok();
+}
+
+/// Holds every stock level's row lock in a transaction of its own until dropped or
+/// released, so that a placement waits in the middle of its transaction.
+async fn lock_all_levels(database: &EmptyDatabase) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait;
+    let conn = sea_orm::Database::connect(&database.url).await.unwrap();
+    let txn = conn.begin().await.unwrap();
+    txn.execute_unprepared("SELECT id FROM inventory_level FOR UPDATE")
+        .await
+        .unwrap();
+    txn
+}
+
+/// Waits until some connection of the test database waits for a row lock.
+async fn wait_for_lock_waiter(database: &EmptyDatabase) {
+    let (base, name) = database.url.rsplit_once('/').unwrap();
+    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.unwrap();
+    let sql = format!("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = '{name}' AND wait_event_type = 'Lock'");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while scalar(&admin, &sql).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the placement never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admin.close().await.ok();
+}
+
+#[tokio::test]
+async fn sigterm_finishes_work_in_flight_completes_subscriptions_and_exits_0() {
+    let Some(database) = EmptyDatabase::postgres().await else {
+        return;
+    };
+    let settings = [
+        ("STOCKROOM_LOCK_TIMEOUT_MS", "60000"),
+        ("STOCKROOM_SHUTDOWN_GRACE_MS", "60000"),
+    ];
+    let mut server = Server::start_shop(&database.url, &free_addr(), &settings).await;
+    let http = Http::new(&server);
+    let channel = open_shop(&http, 100).await;
+    let mut subscriber = WsClient::connect(server.socket_addr(), Some(ADMIN_KEY)).await.unwrap();
+    subscriber.subscribe("feed", json!({})).await;
+
+    let held = lock_all_levels(&database).await;
+    let in_flight = tokio::spawn({
+        let http = http.clone();
+        async move {
+            http.gql(
+                PLACE,
+                json!({ "pi": "pi_in_flight", "c": channel.to_string(), "lines": order_lines() }),
+            )
+            .await
+        }
+    });
+    wait_for_lock_waiter(&database).await;
+    server.terminate();
+
+    // The subscription ends properly (`complete`, then a close frame), though a placement
+    // is still running.
+    let complete = subscriber.receive().await.expect("a message before the close");
+    assert_eq!(complete, json!({ "type": "complete", "id": "feed" }));
+    assert_eq!(subscriber.receive().await, None, "then the socket is closed");
+    // No new connections once the signal arrived.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::net::TcpStream::connect(&server.addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still accepting connections");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    held.commit().await.unwrap();
+    let (status, body) = in_flight.await.unwrap().expect("the request in flight got its answer");
+    assert!(body["data"]["placeOrder"]["id"].is_string(), "{status}: {body}");
+    let exit = server.exit_status(PATIENCE).await;
+    assert!(exit.success(), "drained within the grace period, so exit 0: {exit}");
+    let conn = sea_orm::Database::connect(&database.url).await.unwrap();
+    assert_eq!(
+        scalar(
+            &conn,
+            "SELECT COUNT(*) FROM orders WHERE payment_intent_id = 'pi_in_flight'"
+        )
+        .await,
+        1
+    );
+    assert_nothing_half_written(&conn).await;
+    conn.close().await.ok();
+}
+
+#[tokio::test]
+async fn a_drain_that_outlasts_the_grace_period_stops_anyway_and_says_so() {
+    let Some(database) = EmptyDatabase::postgres().await else {
+        return;
+    };
+    let settings = [
+        ("STOCKROOM_LOCK_TIMEOUT_MS", "60000"),
+        ("STOCKROOM_SHUTDOWN_GRACE_MS", "300"),
+    ];
+    let mut server = Server::start_shop(&database.url, &free_addr(), &settings).await;
+    let http = Http::new(&server);
+    let channel = open_shop(&http, 100).await;
+    let held = lock_all_levels(&database).await;
+    let stuck = tokio::spawn({
+        let http = http.clone();
+        async move {
+            http.gql(
+                PLACE,
+                json!({ "pi": "pi_stuck", "c": channel.to_string(), "lines": order_lines() }),
+            )
+            .await
+        }
+    });
+    wait_for_lock_waiter(&database).await;
+    server.terminate();
+    let exit = server.exit_status(PATIENCE).await;
+    assert!(!exit.success(), "stopped with work in flight: not a clean exit");
+    assert!(stuck.await.unwrap().is_err(), "the stuck request got no answer");
+    held.rollback().await.unwrap();
+    let logs = server.logs.lock().unwrap().join("\n");
+    assert!(logs.contains("STOCKROOM_SHUTDOWN_GRACE_MS"), "{logs}");
+    let conn = sea_orm::Database::connect(&database.url).await.unwrap();
+    assert_eq!(
+        scalar(&conn, "SELECT COUNT(*) FROM orders").await,
+        0,
+        "the cut-off order left nothing"
+    );
+    conn.close().await.ok();
+}
+
+/// The database URLs to run a spawned-server test on: a SQLite file, and PostgreSQL if reachable.
+async fn both_engines() -> Vec<(String, Box<dyn std::any::Any + Send>)> {
+    let file = SqliteFile::new();
+    let mut engines: Vec<(String, Box<dyn std::any::Any + Send>)> = vec![(file.url(), Box::new(file))];
+    if let Some(database) = EmptyDatabase::postgres().await {
+        engines.push((database.url.clone(), Box::new(database)));
+    }
+    engines
+}
+
+#[tokio::test]
+async fn hostile_requests_get_clear_errors_while_orders_go_on() {
+    for (url, _database) in both_engines().await {
+        let server = Server::start_shop(&url, &free_addr(), &[]).await;
+        let http = Http::new(&server);
+        let channel = open_shop(&http, 1_000_000).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let shoppers: Vec<_> = (0..4)
+            .map(|shopper| {
+                let (http, stop) = (http.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut placed = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        let pi = format!("pi_normal_{shopper}_{placed}");
+                        let variables = json!({ "pi": pi, "c": channel.to_string(), "lines": order_lines() });
+                        let (status, body) = http.gql(PLACE, variables).await.unwrap();
+                        assert!(body["data"]["placeOrder"]["id"].is_string(), "{status}: {body}");
+                        placed += 1;
+                    }
+                    placed
+                })
+            })
+            .collect();
+
+        let huge = "x".repeat(200_000);
+        let aliases: String = (0..10_000).map(|n| format!("a{n}: stockLocations {{ id }} ")).collect();
+        let mut hostile: Vec<(&str, Value)> = vec![
+            ("10,000 aliases", json!({ "query": format!("{{ {aliases} }}") })),
+            (
+                "a fragment cycle",
+                json!({ "query": "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }" }),
+            ),
+            (
+                "a wrong type",
+                json!({ "query": PLACE, "variables": { "pi": "pi_x", "c": channel.to_string(), "lines": [{ "sku": "HOT", "quantity": "ten" }] } }),
+            ),
+            (
+                "a batch of 1,000 operations",
+                Value::Array(vec![json!({ "query": "{ stockLocations { id } }" }); 1000]),
+            ),
+        ];
+        let huge_inputs = [
+            (
+                "a huge sku",
+                PLACE,
+                json!({ "pi": "pi_huge_sku", "c": channel.to_string(), "lines": [{ "sku": huge, "quantity": 1 }] }),
+            ),
+            (
+                "a huge paymentIntentId",
+                PLACE,
+                json!({ "pi": huge, "c": channel.to_string(), "lines": order_lines() }),
+            ),
+            (
+                "a huge name",
+                "mutation($n: String!) { createStockLocation(input: { name: $n }) { id } }",
+                json!({ "n": huge }),
+            ),
+            (
+                "a huge reservation key",
+                "mutation($k: String!, $c: ID!) { reserveStock(input: { key: $k, salesChannelId: $c, lines: [{ sku: \"HOT\", quantity: 1 }] }) { id } }",
+                json!({ "k": huge, "c": channel.to_string() }),
+            ),
+            (
+                "a huge API key name",
+                "mutation($n: String!) { createApiKey(input: { name: $n, role: READ }) { secret } }",
+                json!({ "n": huge }),
+            ),
+        ];
+        for (what, query, variables) in huge_inputs {
+            hostile.push((what, json!({ "query": query, "variables": variables })));
+        }
+        for (what, body) in hostile {
+            let (status, answer) = http.post_graphql(body, Some(ADMIN_KEY)).await.unwrap();
+            let brief = brief(&answer);
+            assert!((200..500).contains(&status), "{what}: {status} {brief}");
+            assert_eq!(code(&answer), "BAD_USER_INPUT", "{what}: {status} {brief}");
+            assert!(
+                answer["data"]
+                    .as_object()
+                    .is_none_or(|data| data.values().all(Value::is_null)),
+                "{what}: {brief}"
+            );
+        }
+        // A sku no item can have is simply unknown to a storefront, like any other.
+        let unknown = http
+            .data(
+                "query($c: ID!, $s: [String!]!) { availability(salesChannelId: $c, skus: $s) { available } }",
+                json!({ "c": channel.to_string(), "s": [huge] }),
+            )
+            .await;
+        assert_eq!(unknown["availability"][0]["available"], 0);
+        assert_eq!(server.get("/health").await.0, 200);
+        stop.store(true, Ordering::SeqCst);
+        let mut placed = 0;
+        for shopper in shoppers {
+            placed += shopper.await.unwrap();
+        }
+        assert!(placed > 0, "the normal load went on beside the hostile one");
+        let locations = http.data("{ stockLocations { name } }", json!({})).await;
+        assert_eq!(
+            locations["stockLocations"].as_array().unwrap().len(),
+            1,
+            "nothing half-written"
+        );
+    }
+}
+
+/// `/metrics` parsed as Prometheus text: value of each sample by name and sorted labels.
+async fn scrape(server: &Server) -> HashMap<String, f64> {
+    let (status, text) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    let parsed =
+        prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("valid Prometheus text");
+    parsed
+        .samples
+        .into_iter()
+        .filter_map(|sample| {
+            let mut labels: Vec<String> = sample.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            labels.sort();
+            let value = match sample.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(buckets) => {
+                    // One entry per histogram: its total count (the +Inf bucket).
+                    buckets.iter().map(|bucket| bucket.count).fold(0.0, f64::max)
+                }
+                prometheus_parse::Value::Summary(_) => return None,
+            };
+            Some((format!("{}{{{}}}", sample.metric, labels.join(",")), value))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_move_with_what_happens() {
+    let file = SqliteFile::new();
+    let server = Server::start_shop(&file.url(), &free_addr(), &[]).await;
+    let http = Http::new(&server);
+    let channel = open_shop(&http, 1).await;
+    let before = scrape(&server).await;
+    assert!(matches!(
+        place_until_answered(&http, "pi_metrics_1", channel).await,
+        Seen::Placed(..)
+    ));
+    assert_eq!(
+        place_until_answered(&http, "pi_metrics_2", channel).await,
+        Seen::OutOfStock
+    );
+    assert_eq!(
+        deliver_until_accepted(&http, "evt_m", "pi_metrics_3", channel).await,
+        Seen::Accepted
+    );
+    let after = scrape(&server).await;
+    let moved = |series: &str| {
+        let value = |scrape: &HashMap<String, f64>| scrape.get(series).copied().unwrap_or(0.0);
+        assert!(
+            after.contains_key(series),
+            "{series} missing; have {:?}",
+            after.keys().collect::<Vec<_>>()
+        );
+        value(&after) - value(&before)
+    };
+    assert_eq!(moved("stockroom_orders_total{outcome=placed,reason=none}"), 1.0);
+    assert_eq!(moved("stockroom_orders_total{outcome=failed,reason=OUT_OF_STOCK}"), 1.0);
+    assert_eq!(
+        moved("stockroom_orders_total{outcome=rejected,reason=OUT_OF_STOCK}"),
+        1.0
+    );
+    assert_eq!(
+        moved("stockroom_webhook_deliveries_total{result=processed,type=payment_intent.succeeded}"),
+        1.0
+    );
+    assert_eq!(
+        moved("stockroom_graphql_request_duration_seconds{operation=Place,outcome=ok}"),
+        1.0
+    );
+    assert_eq!(
+        moved("stockroom_graphql_request_duration_seconds{operation=Place,outcome=OUT_OF_STOCK}"),
+        1.0
+    );
+    assert!(moved("stockroom_lock_wait_seconds{}") >= 2.0);
+    assert!(moved("stockroom_combined_batch_size{write=order}") >= 1.0);
+    assert!(
+        moved("stockroom_event_feed_delay_seconds{}") >= 1.0,
+        "the backorder reached the feed"
+    );
+    assert_eq!(after["stockroom_db_pool_max_connections{}"], 20.0);
+    assert!(after.contains_key("stockroom_db_pool_connections{state=in_use}"));
+    assert_eq!(after["stockroom_db_pool_waiting{}"], 0.0);
+    assert_eq!(after["stockroom_event_subscribers{}"], 0.0);
+    assert_eq!(after["stockroom_refunds_failed{}"], 0.0);
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_operation_and_never_the_key() {
+    let file = SqliteFile::new();
+    let logging = [("STOCKROOM_LOG_FORMAT", "json"), ("RUST_LOG", "info,tower_http=debug")];
+    let server = Server::start_shop(&file.url(), &free_addr(), &logging).await;
+    let client = reqwest::Client::new();
+    let send = |request_id: Option<&str>| {
+        let mut request = client
+            .post(format!("{}/graphql", server.url()))
+            .bearer_auth(ADMIN_KEY)
+            .header("content-type", "application/json")
+            .body(json!({ "query": "query Stock { stockLocations { id } }" }).to_string());
+        if let Some(id) = request_id {
+            request = request.header("x-request-id", id);
+        }
+        request.send()
+    };
+    let given = send(Some("req-from-the-proxy")).await.unwrap();
+    assert_eq!(given.headers()["x-request-id"], "req-from-the-proxy", "echoed back");
+    let made = send(None).await.unwrap();
+    let made_id = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        uuid::Uuid::parse_str(&made_id).is_ok(),
+        "a new id when none was given: {made_id}"
+    );
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let records: Vec<Value> = loop {
+        let records: Vec<Value> = server
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}")))
+            .collect();
+        let about = |id: &str| records.iter().any(|record| record["span"]["request_id"] == id);
+        if about("req-from-the-proxy") && about(&made_id) {
+            break records;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no log record of the requests: {records:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let record = records
+        .iter()
+        .find(|record| record["span"]["request_id"] == "req-from-the-proxy" && record["status"] == 200)
+        .expect("the response's record");
+    assert_eq!(record["span"]["operation"], "Stock", "{record}");
+    assert!(
+        record["level"].is_string() && record["timestamp"].is_string(),
+        "{record}"
+    );
+    let everything = server.logs.lock().unwrap().join("\n");
+    assert!(!everything.contains(ADMIN_KEY), "a key reached the logs");
+}
