@@ -22,6 +22,8 @@ enum Command {
         #[command(subcommand)]
         action: ApiKeyAction,
     },
+    /// Apply pending migrations and exit (the server also applies them at start).
+    Migrate,
     /// Print the GraphQL schema (SDL); `schema.graphql` is this output.
     Schema,
 }
@@ -120,6 +122,12 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => stockroom::serve(cli.config).await,
         Command::ApiKey { action } => manage_keys(cli.config, action).await,
+        Command::Migrate => {
+            let conn = stockroom::db::connect(&cli.config).await?;
+            stockroom::db::Database::new(conn).migrate().await?;
+            eprintln!("The database is up to date.");
+            Ok(())
+        }
         Command::Schema => {
             print!("{}", graphql::sdl());
             Ok(())

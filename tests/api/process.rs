@@ -65,3 +65,21 @@ async fn three_processes_started_together_on_an_empty_postgres_all_serve_and_see
     admin.close().await.ok();
     drop(servers);
 }
+
+#[tokio::test]
+async fn migrate_applies_the_migrations_apart_from_the_start_and_can_be_repeated() {
+    let file = SqliteFile::new();
+    for _ in 0..2 {
+        let Output { status, stderr, .. } = command(&file.url()).arg("migrate").output().await.unwrap();
+        assert!(status.success(), "{}", String::from_utf8_lossy(&stderr));
+        assert!(String::from_utf8_lossy(&stderr).contains("up to date"));
+    }
+    let conn = sea_orm::Database::connect(file.url()).await.unwrap();
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    assert_eq!(
+        entity::api_key::Entity::find().count(&conn).await.unwrap(),
+        0,
+        "the tables exist"
+    );
+    conn.close().await.ok();
+}
