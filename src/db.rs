@@ -29,10 +29,17 @@ use crate::{
 /// How often a transaction that hit a deadlock or serialization failure is tried again.
 const MAX_ATTEMPTS: u32 = 5;
 
+/// How long a starting process waits for another one's migrations.
+const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(600);
+
 /// Advisory-lock keys (PostgreSQL) of the start-up steps several processes may race on.
 const MIGRATION_LOCK: i64 = 0x5354_4f43_4b00_0001;
 /// See [`MIGRATION_LOCK`]; taken by the demo seeding.
 pub const SEED_LOCK: i64 = 0x5354_4f43_4b00_0002;
+/// Held by the process running a round of the reservation sweep (see [`Database::unless_running_elsewhere`]).
+pub const RESERVATION_SWEEP_LOCK: i64 = 0x5354_4f43_4b00_0003;
+/// Held by the process running a round of refund retries.
+pub const REFUND_RETRY_LOCK: i64 = 0x5354_4f43_4b00_0004;
 
 /// A boxed future borrowing a transaction, as taken by [`Database::write`].
 pub type TxnFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
@@ -168,6 +175,14 @@ impl Database {
             return migration::Migrator::up(&self.conn, None).await;
         }
         let txn = self.conn.begin().await?;
+        // The connection's `lock_timeout` is for requests; a process that starts while
+        // another runs a long migration waits for it (up to MIGRATION_LOCK_WAIT), then finds
+        // nothing left to do.
+        txn.execute_unprepared(&format!(
+            "SET LOCAL lock_timeout = '{}s'",
+            MIGRATION_LOCK_WAIT.as_secs()
+        ))
+        .await?;
         advisory_lock(&txn, MIGRATION_LOCK).await?;
         migration::Migrator::up(&txn, None).await?;
         txn.commit().await
@@ -191,6 +206,37 @@ impl Database {
             })
         })
         .await
+    }
+
+    /// Runs `work` unless another process is running the work named `key` at this moment,
+    /// in which case it returns `None` at once: background rounds (the reservation sweep,
+    /// refund retries) then cost one process's effort, not one per process, and never act
+    /// twice at the same time.
+    ///
+    /// On PostgreSQL a transaction of its own holds `pg_try_advisory_xact_lock(key)` while
+    /// `work` runs (on other connections); the lock goes with the transaction, also when
+    /// the process dies. SQLite has one process: `work` always runs.
+    pub async fn unless_running_elsewhere<T>(&self, key: i64, work: impl Future<Output = T>) -> Result<Option<T>> {
+        if self.backend() != DatabaseBackend::Postgres {
+            return Ok(Some(work.await));
+        }
+        let txn = self.conn.begin().await?;
+        let held = txn
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                format!("SELECT pg_try_advisory_xact_lock({key}) AS held"),
+            ))
+            .await?
+            .map(|row| row.try_get::<bool>("", "held"))
+            .transpose()?
+            .unwrap_or(false);
+        if !held {
+            txn.rollback().await.ok();
+            return Ok(None);
+        }
+        let done = work.await;
+        txn.rollback().await.ok();
+        Ok(Some(done))
     }
 
     /// Opens a write transaction (see the module doc for what that means per engine).

@@ -140,10 +140,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tracing::info!("drained; stopped");
             drained
         }
-        () = grace_over => anyhow::bail!(
-            "requests were still in flight {} ms after the stop signal (STOCKROOM_SHUTDOWN_GRACE_MS); stopped anyway",
-            grace.as_millis()
-        ),
+        () = grace_over => {
+            // Logged as well as returned: with JSON logs, this is the record collectors see.
+            let message = format!(
+                "requests were still in flight {} ms after the stop signal (STOCKROOM_SHUTDOWN_GRACE_MS); stopped anyway",
+                grace.as_millis()
+            );
+            tracing::error!("{message}");
+            anyhow::bail!(message)
+        }
     }
 }
 
@@ -170,14 +175,14 @@ async fn shutdown_signal() {
 /// How often this process looks for reservations past their deadline.
 const RESERVATION_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Marks overdue reservations EXPIRED and frees their stock, forever. Several processes
-/// may sweep at once: each reservation is re-checked under its row lock.
+/// Marks overdue reservations EXPIRED and frees their stock, forever. Of several
+/// processes one sweeps per round; each reservation is re-checked under its row lock anyway.
 async fn sweep_reservations(db: db::Database) {
     loop {
         tokio::time::sleep(RESERVATION_SWEEP_INTERVAL).await;
         match inventory::reservations::expire_overdue(&db).await {
-            Ok(0) => {}
-            Ok(expired) => tracing::info!(expired, "expired overdue reservations"),
+            Ok(None | Some(0)) => {}
+            Ok(Some(expired)) => tracing::info!(expired, "expired overdue reservations"),
             Err(err) => tracing::warn!(error = %err, "reservation sweep failed; will retry"),
         }
     }

@@ -291,8 +291,15 @@ pub async fn release_reservation(db: &Database, id: i32) -> Result<reservation::
 }
 
 /// The background sweep: marks overdue ACTIVE reservations EXPIRED and gives their stock
-/// back, each in its own transaction. Returns how many it expired.
-pub async fn expire_overdue(db: &Database) -> Result<usize> {
+/// back, each in its own transaction. Returns how many it expired, or `None` when another
+/// process is sweeping right now (one sweeper at a time: see `Database::unless_running_elsewhere`).
+pub async fn expire_overdue(db: &Database) -> Result<Option<usize>> {
+    db.unless_running_elsewhere(db::RESERVATION_SWEEP_LOCK, expire_overdue_here(db))
+        .await?
+        .transpose()
+}
+
+async fn expire_overdue_here(db: &Database) -> Result<usize> {
     let now = db::now(db.conn()).await?;
     let overdue: Vec<i32> = reservation::Entity::find()
         .filter(reservation::Column::Status.eq(ReservationStatus::Active))

@@ -134,11 +134,18 @@ const REFUND_HORIZON: Duration = Duration::days(3);
 /// Retries the refunds of rejected orders that have none yet: those whose refund failed,
 /// and those whose process stopped between the REJECTED commit and the refund call. The
 /// idempotency key is the same on every attempt, so Stripe refunds a PaymentIntent once.
-/// Returns how many orders were attempted.
-pub async fn retry_refunds(db: &Database, refunds: &Refunds) -> Result<usize> {
+/// Returns how many orders were attempted, or `None` when another process is retrying
+/// right now (one at a time, so Stripe gets one call per order and round, not one per process).
+pub async fn retry_refunds(db: &Database, refunds: &Refunds) -> Result<Option<usize>> {
     if !refunds.is_enabled() {
-        return Ok(0);
+        return Ok(Some(0));
     }
+    db.unless_running_elsewhere(crate::db::REFUND_RETRY_LOCK, retry_refunds_here(db, refunds))
+        .await?
+        .transpose()
+}
+
+async fn retry_refunds_here(db: &Database, refunds: &Refunds) -> Result<usize> {
     let pending = orders::Entity::find()
         .filter(orders::Column::Status.eq(OrderStatus::Rejected))
         .filter(orders::Column::RefundId.is_null())

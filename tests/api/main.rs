@@ -10,6 +10,7 @@ mod ws;
 
 mod access;
 mod catalog;
+mod cluster;
 mod events;
 mod flash_sale;
 mod graphql_http;

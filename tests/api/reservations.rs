@@ -138,12 +138,12 @@ async fn an_expired_reservation_holds_nothing_even_before_the_sweep() {
         let expired = stockroom::inventory::reservations::expire_overdue(app.db())
             .await
             .unwrap();
-        assert_eq!(expired, 1);
+        assert_eq!(expired, Some(1));
         assert_eq!(
             stockroom::inventory::reservations::expire_overdue(app.db())
                 .await
                 .unwrap(),
-            0
+            Some(0)
         );
         assert_eq!(app.level("R-1", location).await.reserved_quantity, 0);
         assert_eq!(app.count("stock_movement WHERE reason = 'EXPIRY'").await, 1);
@@ -466,4 +466,36 @@ async fn a_levels_available_and_the_storefronts_availability_follow_one_rule() {
         assert_eq!(available(&app, channel).await, 4);
     })
     .await;
+}
+
+#[tokio::test]
+async fn one_process_sweeps_at_a_time_and_the_others_skip_the_round() {
+    let Some(app) = TestApp::postgres_with(|_| {}).await else {
+        return;
+    };
+    let other = app.another_process(|_| {}).await;
+    let (location, channel) = shop(&app, 5).await;
+    reserve(app.client(), "cart-swept", channel, 4).await.data();
+    let_expire(&app, "cart-swept").await;
+    let expire = stockroom::inventory::reservations::expire_overdue;
+
+    // A sweeper elsewhere holds the round's lock: this process skips, touching nothing.
+    let elsewhere = app.db().conn().begin().await.unwrap();
+    let lock = format!(
+        "SELECT pg_advisory_xact_lock({})",
+        stockroom::db::RESERVATION_SWEEP_LOCK
+    );
+    elsewhere.execute_unprepared(&lock).await.unwrap();
+    assert_eq!(expire(app.db()).await.unwrap(), None);
+    assert_eq!(expire(other.db()).await.unwrap(), None);
+    assert_eq!(app.level("R-1", location).await.reserved_quantity, 4, "still held");
+    elsewhere.rollback().await.unwrap();
+
+    // Two processes sweeping at once: the reservation expires exactly once.
+    let (a, b) = tokio::join!(expire(app.db()), expire(other.db()));
+    let swept: usize = [a.unwrap(), b.unwrap()].into_iter().flatten().sum();
+    assert_eq!(swept, 1);
+    assert_eq!(app.count("stock_movement WHERE reason = 'EXPIRY'").await, 1);
+    assert_eq!(app.level("R-1", location).await.reserved_quantity, 0);
+    app.assert_ledger_matches_levels().await;
 }
