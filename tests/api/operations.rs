@@ -404,12 +404,20 @@ impl Outage {
     }
 }
 
-async fn wait_for_ready(server: &Server, status: u16) {
+/// Polls `check` until it holds; fails the test, naming `what`, after [`PATIENCE`].
+async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while server.get("/ready").await.0 != status {
-        assert!(tokio::time::Instant::now() < deadline, "/ready never said {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn wait_for_ready(server: &Server, status: u16) {
+    eventually(&format!("/ready says {status}"), || async {
+        server.get("/ready").await.0 == status
+    })
+    .await;
 }
 
 pub(crate) fn event_id(event: &Value) -> i64 {
@@ -507,15 +515,32 @@ async fn wait_for_lock_waiter(database: &EmptyDatabase) {
     let (base, name) = database.url.rsplit_once('/').unwrap();
     let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.unwrap();
     let sql = format!("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = '{name}' AND wait_event_type = 'Lock'");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while scalar(&admin, &sql).await == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the placement never waited for the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the placement waits for the lock", || async {
+        scalar(&admin, &sql).await > 0
+    })
+    .await;
     admin.close().await.ok();
+}
+
+/// Places an order for `payment_intent` that waits, mid-transaction, on every level's row
+/// lock, held by the returned transaction; the task answers once the lock is let go.
+async fn place_behind_a_held_lock(
+    database: &EmptyDatabase,
+    http: &Http,
+    channel: i32,
+    payment_intent: &str,
+) -> (
+    sea_orm::DatabaseTransaction,
+    tokio::task::JoinHandle<Result<Answer, reqwest::Error>>,
+) {
+    let held = lock_all_levels(database).await;
+    let variables = json!({ "pi": payment_intent, "c": channel.to_string(), "lines": order_lines() });
+    let placing = tokio::spawn({
+        let http = http.clone();
+        async move { http.gql(PLACE, variables).await }
+    });
+    wait_for_lock_waiter(database).await;
+    (held, placing)
 }
 
 #[tokio::test]
@@ -533,18 +558,7 @@ async fn sigterm_finishes_work_in_flight_completes_subscriptions_and_exits_0() {
     let mut subscriber = WsClient::connect(server.socket_addr(), Some(ADMIN_KEY)).await.unwrap();
     subscriber.subscribe("feed", json!({})).await;
 
-    let held = lock_all_levels(&database).await;
-    let in_flight = tokio::spawn({
-        let http = http.clone();
-        async move {
-            http.gql(
-                PLACE,
-                json!({ "pi": "pi_in_flight", "c": channel.to_string(), "lines": order_lines() }),
-            )
-            .await
-        }
-    });
-    wait_for_lock_waiter(&database).await;
+    let (held, in_flight) = place_behind_a_held_lock(&database, &http, channel, "pi_in_flight").await;
     server.terminate();
 
     // The subscription ends properly (`complete`, then a close frame), though a placement
@@ -553,11 +567,10 @@ async fn sigterm_finishes_work_in_flight_completes_subscriptions_and_exits_0() {
     assert_eq!(complete, json!({ "type": "complete", "id": "feed" }));
     assert_eq!(subscriber.receive().await, None, "then the socket is closed");
     // No new connections once the signal arrived.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(&server.addr).await.is_ok() {
-        assert!(tokio::time::Instant::now() < deadline, "still accepting connections");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("new connections are refused", || async {
+        tokio::net::TcpStream::connect(&server.addr).await.is_err()
+    })
+    .await;
 
     held.commit().await.unwrap();
     let (status, body) = in_flight.await.unwrap().expect("the request in flight got its answer");
@@ -589,18 +602,7 @@ async fn a_drain_that_outlasts_the_grace_period_stops_anyway_and_says_so() {
     let mut server = Server::start_shop(&database.url, &free_addr(), &settings).await;
     let http = Http::new(&server);
     let channel = open_shop(&http, 100).await;
-    let held = lock_all_levels(&database).await;
-    let stuck = tokio::spawn({
-        let http = http.clone();
-        async move {
-            http.gql(
-                PLACE,
-                json!({ "pi": "pi_stuck", "c": channel.to_string(), "lines": order_lines() }),
-            )
-            .await
-        }
-    });
-    wait_for_lock_waiter(&database).await;
+    let (held, stuck) = place_behind_a_held_lock(&database, &http, channel, "pi_stuck").await;
     server.terminate();
     let exit = server.exit_status(PATIENCE).await;
     assert!(!exit.success(), "stopped with work in flight: not a clean exit");
