@@ -81,6 +81,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub event_poll_ms: u64,
 
+    /// Announce committed events with PostgreSQL's `NOTIFY` and wake on them with `LISTEN`
+    /// (`0`: the outbox poll alone delivers them, for engines without LISTEN/NOTIFY such
+    /// as CockroachDB and YugabyteDB; delivery then waits up to `STOCKROOM_EVENT_POLL_MS`).
+    #[arg(long, env = "STOCKROOM_EVENT_NOTIFY", default_value = "1", value_parser = BoolishValueParser::new())]
+    pub event_notify: bool,
+
     /// Maximum number of pooled database connections (1 to 1000).
     #[arg(long, env = "STOCKROOM_DB_POOL_SIZE", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -187,6 +193,7 @@ impl Config {
             lock_timeout_ms: 5000,
             db_acquire_timeout_ms: 5000,
             event_poll_ms: 500,
+            event_notify: true,
             db_pool_size: 20,
             max_body_bytes: 1024 * 1024,
             placement_lanes: 4,

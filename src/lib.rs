@@ -66,7 +66,7 @@ impl AppState {
                 .context("registering STOCKROOM_ADMIN_KEY")?;
         }
         let refunds = stripe::refunds::Refunds::from_config(&config).context("building the Stripe client")?;
-        let events = events::EventHub::start(&db, Duration::from_millis(config.event_poll_ms))
+        let events = events::EventHub::start(&db, Duration::from_millis(config.event_poll_ms), config.event_notify)
             .await
             .context("starting the event feed")?;
         Ok(AppState {

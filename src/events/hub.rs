@@ -41,11 +41,14 @@ impl EventHub {
     /// is broadcast, and every subscriber (all created later) replays the earlier ones from
     /// the table. Reading it inside the spawned task instead would let an event commit in
     /// between and be broadcast to nobody.
-    pub async fn start(db: &Database, poll_interval: Duration) -> Result<EventHub, DbErr> {
+    /// `notify` is `STOCKROOM_EVENT_NOTIFY`: without it, other processes' events arrive
+    /// by the poll alone.
+    pub async fn start(db: &Database, poll_interval: Duration, notify: bool) -> Result<EventHub, DbErr> {
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         let wake = db.commits();
         let start_after = latest_id(db.conn()).await?;
-        if db.backend() == DatabaseBackend::Postgres {
+        super::outbox::announce_with_notify(notify);
+        if notify && db.backend() == DatabaseBackend::Postgres {
             tokio::spawn(listen(db.conn().clone(), wake.clone()));
         }
         tokio::spawn(feed(db.conn().clone(), start_after, poll_interval, wake, live.clone()));

@@ -12,6 +12,8 @@
 //!
 //! Deadlock-free: the sequence row is always the last lock a transaction takes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::Utc;
 use entity::{event_sequence, inventory_event};
 use sea_orm::{
@@ -25,6 +27,16 @@ use crate::error::{Error, Result};
 /// The PostgreSQL channel on which committed events are announced (a wake-up hint only:
 /// the payload is the newest id, readers always read the table).
 pub const NOTIFY_CHANNEL: &str = "stockroom_inventory_events";
+
+/// Whether commits are announced with `NOTIFY` (`STOCKROOM_EVENT_NOTIFY`). It describes
+/// the database engine, which is one for every connection of the process, and it is
+/// decided in the transactions of every write path; so it is set once, at start.
+static ANNOUNCE_WITH_NOTIFY: AtomicBool = AtomicBool::new(true);
+
+/// Sets `STOCKROOM_EVENT_NOTIFY` for this process, before any write.
+pub fn announce_with_notify(enabled: bool) {
+    ANNOUNCE_WITH_NOTIFY.store(enabled, Ordering::Relaxed);
+}
 
 /// The event type of a line that took a level's free stock below zero.
 pub const BACKORDERED: &str = "inventory.backordered";
@@ -78,7 +90,7 @@ pub async fn append(txn: &DatabaseTransaction, events: Vec<Backordered>) -> Resu
     inventory_event::Entity::insert_many(rows)
         .exec_without_returning(txn)
         .await?;
-    if txn.get_database_backend() == DatabaseBackend::Postgres {
+    if txn.get_database_backend() == DatabaseBackend::Postgres && ANNOUNCE_WITH_NOTIFY.load(Ordering::Relaxed) {
         // Delivered by PostgreSQL only when (and if) this transaction commits.
         let notify = Statement::from_sql_and_values(
             DatabaseBackend::Postgres,

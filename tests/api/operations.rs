@@ -405,7 +405,7 @@ impl Outage {
 }
 
 /// Polls `check` until it holds; fails the test, naming `what`, after [`PATIENCE`].
-async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+pub(crate) async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check().await {
         assert!(tokio::time::Instant::now() < deadline, "never happened: {what}");
