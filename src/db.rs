@@ -49,6 +49,7 @@ pub type TxnFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>
 pub struct Database {
     conn: DatabaseConnection,
     commits: Arc<Notify>,
+    refusals: Arc<crate::activity::Refusals>,
 }
 
 /// The database's clock: `now()` on PostgreSQL, which is the start of the current
@@ -132,6 +133,7 @@ impl Database {
         Database {
             conn,
             commits: Arc::new(Notify::new()),
+            refusals: Arc::default(),
         }
     }
 
@@ -143,6 +145,11 @@ impl Database {
     /// Signalled after every committed write: wakes this process's event feed at once.
     pub fn commits(&self) -> Arc<Notify> {
         self.commits.clone()
+    }
+
+    /// Out-of-stock refusals counted in this process, until added to the activity tally.
+    pub fn refusals(&self) -> &crate::activity::Refusals {
+        &self.refusals
     }
 
     /// The pool's maximum size, open connections and idle ones among them.

@@ -8,6 +8,7 @@
 //! - [`stripe`]: the webhook that turns payments into orders, and refunds.
 //! - [`auth`]: hashed admin API keys; [`demo`]: the data a fresh `cargo run` starts with.
 
+pub mod activity;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -106,10 +107,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             println!("Admin keys: STOCKROOM_ADMIN_KEY, or `stockroom api-key create --name <name>`")
         }
     }
+    println!("Admin page: http://{addr}/admin");
     tokio::spawn(sweep_reservations(state.db.clone()));
+    tokio::spawn(flush_activity(state.db.clone()));
     tokio::spawn(retry_refunds(state.clone()));
     let stopping = state.stopping.clone();
     let sockets = state.sockets.clone();
+    let db = state.db.clone();
     let grace = state.config.shutdown_grace();
     tokio::spawn({
         let stopping = stopping.clone();
@@ -137,6 +141,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     tokio::select! {
         drained = drained => {
+            if let Err(err) = activity::flush(&db).await {
+                tracing::warn!(error = %err, "the last refusals could not be added to the activity tally");
+            }
             tracing::info!("drained; stopped");
             drained
         }
@@ -184,6 +191,16 @@ async fn sweep_reservations(db: db::Database) {
             Ok(None | Some(0)) => {}
             Ok(Some(expired)) => tracing::info!(expired, "expired overdue reservations"),
             Err(err) => tracing::warn!(error = %err, "reservation sweep failed; will retry"),
+        }
+    }
+}
+
+/// Adds this process's out-of-stock refusals to the shared per-minute tally, forever.
+async fn flush_activity(db: db::Database) {
+    loop {
+        tokio::time::sleep(activity::FLUSH_INTERVAL).await;
+        if let Err(err) = activity::flush(&db).await {
+            tracing::warn!(error = %err, "could not add refusals to the activity tally; will retry");
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod inventory_level;
 pub mod order_line;
 pub mod orders;
 pub mod prelude;
+pub mod refusal_tally;
 pub mod reservation;
 pub mod reservation_line;
 pub mod sales_channel;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_schema;
 mod m20261123_000001_api_key_roles;
+mod m20261124_000001_refusal_tally;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_schema::Migration),
             Box::new(m20261123_000001_api_key_roles::Migration),
+            Box::new(m20261124_000001_refusal_tally::Migration),
         ]
     }
 }

@@ -90,6 +90,28 @@ pub async fn events_after(conn: &DatabaseConnection, after: i64, limit: u64) -> 
         .limit(limit)
         .all(conn)
         .await?;
+    with_locations(conn, events).await
+}
+
+/// Up to `limit` stored events before the id `before` (or the newest), newest first: what
+/// a reader shows as "recent" before following the feed from the newest one's id.
+pub async fn events_before(
+    conn: &DatabaseConnection,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Committed>, DbErr> {
+    let mut query = inventory_event::Entity::find().order_by_desc(inventory_event::Column::Id);
+    if let Some(before) = before {
+        query = query.filter(inventory_event::Column::Id.lt(before));
+    }
+    let events = query.limit(limit).all(conn).await?;
+    with_locations(conn, events).await
+}
+
+async fn with_locations(
+    conn: &DatabaseConnection,
+    events: Vec<inventory_event::Model>,
+) -> Result<Vec<Committed>, DbErr> {
     let location_ids: HashSet<i32> = events.iter().map(|event| event.stock_location_id).collect();
     let locations: HashMap<i32, stock_location::Model> = stock_location::Entity::find()
         .filter(stock_location::Column::Id.is_in(location_ids))

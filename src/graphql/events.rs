@@ -9,7 +9,7 @@ use crate::auth::Permission;
 use crate::{
     error::Error,
     events::{
-        hub::{SharedEvent, events_after},
+        hub::{SharedEvent, events_after, events_before},
         stream::{self, Filter},
     },
 };
@@ -74,7 +74,8 @@ pub struct EventQuery;
 
 #[Object]
 impl EventQuery {
-    /// Stored backorder events after the cursor `after`, oldest first (at most 100).
+    /// Stored backorder events after the cursor `after`, oldest first (at most 100). With
+    /// `newestFirst`, the newest ones instead, and `after` continues towards older ones.
     #[graphql(
         guard = "Need(Permission::ReadStock)",
         complexity = "super::page_cost(first, child_complexity)"
@@ -84,14 +85,19 @@ impl EventQuery {
         ctx: &Context<'_>,
         after: Option<ID>,
         #[graphql(default = 100)] first: i32,
+        #[graphql(default = false)] newest_first: bool,
     ) -> Result<Vec<InventoryBackordered>> {
         if !(1..=MAX_EVENTS).contains(&first) {
             return Err(Error::bad_input(format!("first must be between 1 and {MAX_EVENTS}")).into());
         }
-        let after = parse_cursor(after.as_ref())?.unwrap_or(0);
-        let events = events_after(state(ctx).db.conn(), after, first as u64)
-            .await
-            .map_err(Error::from)?;
+        let after = parse_cursor(after.as_ref())?;
+        let conn = state(ctx).db.conn();
+        let events = if newest_first {
+            events_before(conn, after, first as u64).await
+        } else {
+            events_after(conn, after.unwrap_or(0), first as u64).await
+        }
+        .map_err(Error::from)?;
         Ok(events
             .into_iter()
             .map(|event| InventoryBackordered(event.into()))

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use async_graphql::{Context, ID, InputObject, Object, Result, connection::Connection};
 use chrono::{DateTime, Utc};
 use entity::{inventory_item, inventory_level, stock_movement, stock_movement::MovementReason};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait, Func, LikeExpr},
+};
 
 use super::{
     Need,
@@ -13,7 +16,7 @@ use super::{
     dangling, loaders,
     loaders::{ItemById, LapsedHoldsOfLevel, LevelsOfItem},
     locations::StockLocation,
-    pagination::Page,
+    pagination::{Listing, Page},
     parse_id, state, to_id,
 };
 use crate::auth::Permission;
@@ -184,7 +187,8 @@ impl InventoryQuery {
         Ok(item.map(InventoryItem))
     }
 
-    /// All items, oldest first.
+    /// Items, oldest first; with `search`, only those whose sku or title contains it
+    /// (ignoring ASCII case).
     #[graphql(
         guard = "Need(Permission::ReadStock)",
         complexity = "super::page_cost(first, child_complexity)"
@@ -192,19 +196,23 @@ impl InventoryQuery {
     async fn inventory_items(
         &self,
         ctx: &Context<'_>,
+        search: Option<String>,
         #[graphql(default = 50)] first: i32,
         after: Option<String>,
     ) -> Result<Connection<String, InventoryItem>> {
         let page = Page::parse(first, after.as_deref())?;
-        let mut query = inventory_item::Entity::find().order_by_asc(inventory_item::Column::Id);
-        if let Some(after) = page.after {
-            query = query.filter(inventory_item::Column::Id.gt(after));
+        let mut query = inventory_item::Entity::find();
+        if let Some(search) = search.as_deref().filter(|search| !search.is_empty()) {
+            query = query.filter(contains_ignoring_case(search)?);
         }
-        let rows = query
-            .limit(page.fetch_limit())
-            .all(state(ctx).db.conn())
-            .await
-            .map_err(Error::from)?;
+        let rows = page
+            .rows(
+                query,
+                inventory_item::Column::Id,
+                Listing::OldestFirst,
+                state(ctx).db.conn(),
+            )
+            .await?;
         Ok(page.connection(rows.into_iter().map(InventoryItem).collect(), |item| item.0.id.into()))
     }
 
@@ -220,17 +228,15 @@ impl InventoryQuery {
         after: Option<String>,
     ) -> Result<Connection<String, InventoryLevel>> {
         let page = Page::parse(first, after.as_deref())?;
-        let mut query = inventory_level::Entity::find()
-            .filter(inventory_level::Column::StockedQuantity.lt(0))
-            .order_by_asc(inventory_level::Column::Id);
-        if let Some(after) = page.after {
-            query = query.filter(inventory_level::Column::Id.gt(after));
-        }
-        let rows = query
-            .limit(page.fetch_limit())
-            .all(state(ctx).db.conn())
-            .await
-            .map_err(Error::from)?;
+        let query = inventory_level::Entity::find().filter(inventory_level::Column::StockedQuantity.lt(0));
+        let rows = page
+            .rows(
+                query,
+                inventory_level::Column::Id,
+                Listing::OldestFirst,
+                state(ctx).db.conn(),
+            )
+            .await?;
         Ok(
             page.connection(rows.into_iter().map(InventoryLevel).collect(), |level| {
                 level.0.id.into()
@@ -270,13 +276,11 @@ impl InventoryQuery {
             .into_iter()
             .map(|level| (level.id, level.stock_location_id))
             .collect();
-        let mut query = stock_movement::Entity::find()
-            .filter(stock_movement::Column::InventoryLevelId.is_in(location_of_level.keys().copied()))
-            .order_by_desc(stock_movement::Column::Id);
-        if let Some(after) = page.after {
-            query = query.filter(stock_movement::Column::Id.lt(after));
-        }
-        let rows = query.limit(page.fetch_limit()).all(db).await.map_err(Error::from)?;
+        let query = stock_movement::Entity::find()
+            .filter(stock_movement::Column::InventoryLevelId.is_in(location_of_level.keys().copied()));
+        let rows = page
+            .rows(query, stock_movement::Column::Id, Listing::NewestFirst, db)
+            .await?;
         let movements = rows
             .into_iter()
             .map(|row| StockMovement {
@@ -356,4 +360,30 @@ impl InventoryMutation {
         };
         Ok(InventoryLevel(stock::adjust_stock(&state(ctx).db, &cmd).await?))
     }
+}
+
+/// Longest `search` text accepted.
+const MAX_SEARCH_CHARS: usize = 100;
+
+/// Sku or title contains `search`, ASCII case ignored; `%`, `_` and `\` match themselves.
+fn contains_ignoring_case(search: &str) -> Result<sea_orm::Condition, Error> {
+    if search.chars().count() > MAX_SEARCH_CHARS {
+        return Err(Error::bad_input(format!(
+            "search is longer than {MAX_SEARCH_CHARS} characters"
+        )));
+    }
+    let mut escaped = String::with_capacity(search.len() + 2);
+    for c in search.to_ascii_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    let pattern = format!("%{escaped}%");
+    let like = |column: inventory_item::Column| {
+        Expr::expr(Func::lower(Expr::col(column))).like(LikeExpr::new(pattern.clone()).escape('\\'))
+    };
+    Ok(sea_orm::Condition::any()
+        .add(like(inventory_item::Column::Sku))
+        .add(like(inventory_item::Column::Title)))
 }

@@ -4,6 +4,7 @@
 //! Resolvers only parse input into typed values, call one function of the domain
 //! (`crate::inventory`) and wrap the result; the rules live in the domain.
 
+mod activity;
 mod channels;
 mod events;
 mod inventory;
@@ -40,6 +41,7 @@ pub struct QueryRoot(
     reservations::ReservationQuery,
     storefront::StorefrontQuery,
     keys::KeyQuery,
+    activity::ActivityQuery,
 );
 
 /// Every mutation field.
@@ -60,8 +62,9 @@ pub type StockroomSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 pub use events::SubscriptionRoot;
 
 /// Deepest query accepted: the deepest sensible query (connection → edges → node →
-/// levels → location → levels → item) is 8 levels.
-const MAX_DEPTH: usize = 10;
+/// levels → location → levels → item) is 8 levels, and GraphiQL's introspection query
+/// (types → fields → type → `ofType` nested for wrapped types) is 14.
+const MAX_DEPTH: usize = 16;
 /// The most work one request may ask for, counted before anything runs: each field costs
 /// 1, and a field that returns one entry per element of a list argument (`availability`'s
 /// `skus`, a connection's `first`) costs its selection once per element. A 250-sku

@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, InputObject, Object, Result, connection::Connection};
 use chrono::{DateTime, Utc};
 use entity::{order_line, orders, orders::OrderStatus, sales_channel};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{
     Need,
@@ -11,7 +11,7 @@ use super::{
     loaders,
     loaders::{ChannelById, LinesOfOrder},
     locations::StockLocation,
-    pagination::Page,
+    pagination::{Listing, Page},
     parse_id, parse_optional_id, state, to_id,
 };
 use crate::auth::Permission;
@@ -129,7 +129,7 @@ impl OrderQuery {
         Ok(order.map(Order))
     }
 
-    /// Orders, oldest first, optionally only those with `status`.
+    /// Orders, oldest first (or newest first), optionally only those with `status`.
     #[graphql(
         guard = "Need(Permission::ReadOrders)",
         complexity = "super::page_cost(first, child_complexity)"
@@ -140,20 +140,17 @@ impl OrderQuery {
         status: Option<OrderStatus>,
         #[graphql(default = 50)] first: i32,
         after: Option<String>,
+        #[graphql(default = false)] newest_first: bool,
     ) -> Result<Connection<String, Order>> {
         let page = Page::parse(first, after.as_deref())?;
-        let mut query = orders::Entity::find().order_by_asc(orders::Column::Id);
+        let mut query = orders::Entity::find();
         if let Some(status) = status {
             query = query.filter(orders::Column::Status.eq(status));
         }
-        if let Some(after) = page.after {
-            query = query.filter(orders::Column::Id.gt(after));
-        }
-        let rows = query
-            .limit(page.fetch_limit())
-            .all(state(ctx).db.conn())
-            .await
-            .map_err(Error::from)?;
+        let order = Listing::newest_first(newest_first);
+        let rows = page
+            .rows(query, orders::Column::Id, order, state(ctx).db.conn())
+            .await?;
         Ok(page.connection(rows.into_iter().map(Order).collect(), |order| order.0.id.into()))
     }
 }

@@ -8,6 +8,7 @@ use async_graphql::{
     connection::{Connection, Edge},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 
 use crate::error::{Error, Result};
 
@@ -41,6 +42,27 @@ impl Page {
         self.size + 1
     }
 
+    /// Reads this page of `query`, a listing ordered by its `id` column in `order`; the
+    /// cursor continues in that order. Feed the rows to [`Self::connection`].
+    pub async fn rows<E: EntityTrait>(
+        &self,
+        query: Select<E>,
+        id: impl ColumnTrait,
+        order: Listing,
+        conn: &impl ConnectionTrait,
+    ) -> Result<Vec<E::Model>> {
+        let query = match order {
+            Listing::OldestFirst => query.order_by_asc(id),
+            Listing::NewestFirst => query.order_by_desc(id),
+        };
+        let query = match (self.after, order) {
+            (None, _) => query,
+            (Some(after), Listing::OldestFirst) => query.filter(id.gt(after)),
+            (Some(after), Listing::NewestFirst) => query.filter(id.lt(after)),
+        };
+        Ok(query.limit(self.fetch_limit()).all(conn).await?)
+    }
+
     /// Builds the connection from up to `fetch_limit()` rows in listing order.
     pub fn connection<N: OutputType>(&self, mut rows: Vec<N>, id_of: impl Fn(&N) -> i64) -> Connection<String, N> {
         let has_next = rows.len() as u64 > self.size;
@@ -51,6 +73,24 @@ impl Page {
                 .map(|node| Edge::new(encode_cursor(id_of(&node)), node)),
         );
         connection
+    }
+}
+
+/// The order of a listing, by row id (which is creation order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    OldestFirst,
+    NewestFirst,
+}
+
+impl Listing {
+    /// From a field's `newestFirst` argument.
+    pub fn newest_first(newest_first: bool) -> Listing {
+        if newest_first {
+            Listing::NewestFirst
+        } else {
+            Listing::OldestFirst
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, InputObject, Object, Result, connection::Connection};
 use chrono::{DateTime, Utc};
 use entity::{reservation, reservation::ReservationStatus, reservation_line};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{
     Need,
@@ -12,7 +12,7 @@ use super::{
     loaders::{ChannelById, LinesOfReservation},
     locations::StockLocation,
     orders::{OrderLineInput, parse_lines},
-    pagination::Page,
+    pagination::{Listing, Page},
     parse_id, parse_optional_id, state, to_id,
 };
 use crate::auth::Permission;
@@ -110,18 +110,18 @@ impl ReservationQuery {
         after: Option<String>,
     ) -> Result<Connection<String, Reservation>> {
         let page = Page::parse(first, after.as_deref())?;
-        let mut query = reservation::Entity::find().order_by_asc(reservation::Column::Id);
+        let mut query = reservation::Entity::find();
         if let Some(status) = status {
             query = query.filter(reservation::Column::Status.eq(status));
         }
-        if let Some(after) = page.after {
-            query = query.filter(reservation::Column::Id.gt(after));
-        }
-        let rows = query
-            .limit(page.fetch_limit())
-            .all(state(ctx).db.conn())
-            .await
-            .map_err(Error::from)?;
+        let rows = page
+            .rows(
+                query,
+                reservation::Column::Id,
+                Listing::OldestFirst,
+                state(ctx).db.conn(),
+            )
+            .await?;
         Ok(page.connection(rows.into_iter().map(Reservation).collect(), |held| held.0.id.into()))
     }
 }

@@ -1,23 +1,22 @@
-//! The HTTP surface: GraphQL (and GraphiQL), the Stripe webhook, health and readiness.
+//! The HTTP surface: GraphQL (and GraphiQL), the Stripe webhook, health and readiness,
+//! and the admin page.
 //! The GraphQL-over-HTTP protocol itself is in [`graphql`].
 //!
 //! The caller's identity is decided here, once per request, from the `Authorization`
 //! header and handed to GraphQL as request data; field guards then only read it.
 
+mod admin;
 mod graphql;
 mod limits;
 
 use async_graphql::http::{WebSocketProtocols as Protocols, WsMessage};
-use async_graphql::{
-    Data,
-    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
-};
+use async_graphql::{Data, http::ALL_WEBSOCKET_PROTOCOLS};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
     http::{Method, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
@@ -64,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(admin::routes())
         .with_state(HttpState {
             app: state,
             schema,
@@ -156,7 +156,7 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
         return throttled(wait);
     }
     if graphql::wants_html(&parts.method, &parts.headers) {
-        return Html(graphiql_page()).into_response();
+        return admin::graphiql_page(&parts.headers);
     }
     let Some(media_type) = MediaType::negotiate(&parts.headers) else {
         let refused = graphql::refusal(
@@ -228,13 +228,6 @@ async fn read_request(
     graphql::read_post_body(&bytes)
 }
 
-fn graphiql_page() -> String {
-    GraphiQLSource::build()
-        .endpoint("/graphql")
-        .subscription_endpoint("/graphql/ws")
-        .finish()
-}
-
 /// Subscriptions over WebSocket (graphql-transport-ws, and legacy graphql-ws). The API
 /// key comes in the `connection_init` payload, `{"authorization": "Bearer <key>"}`; a
 /// connection without a valid one is refused before any subscription starts, and each
@@ -287,7 +280,15 @@ async fn serve_socket(socket: WebSocket, state: HttpState, protocol: Protocols) 
     let keys = state.app.keys.clone();
     let outgoing = async_graphql::http::WebSocket::new(state.schema.clone(), incoming, protocol)
         .on_connection_init(move |payload| async move {
-            let authorization = payload.get("authorization").and_then(|value| value.as_str());
+            // Any case: GraphiQL sends its headers editor as the payload, `Authorization` and all.
+            let authorization = payload
+                .as_object()
+                .and_then(|fields| {
+                    fields
+                        .iter()
+                        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+                })
+                .and_then(|(_, value)| value.as_str());
             match keys.authenticate(authorization).await? {
                 caller @ Caller::Key { .. } => {
                     let mut data = Data::default();

@@ -59,7 +59,7 @@ pub trait Combinable: Send + Sync + Sized + 'static {
     fn write_batch<'c>(txn: &'c DatabaseTransaction, batch: &'c [Self]) -> TxnFuture<'c, Vec<Result<Self::Outcome>>>;
 
     /// Counts a verdict in the metrics.
-    fn count(verdict: &Result<Self::Outcome>);
+    fn count(db: &Database, verdict: &Result<Self::Outcome>);
 }
 
 /// Most writes one transaction makes. Large enough that a burst of a few hundred
@@ -210,7 +210,7 @@ impl<W: Combinable> Combiner<W> {
         for (reply, verdict) in replies.into_iter().zip(verdicts) {
             // Counted here, not by the caller: the caller may have gone away, and its
             // write stands (and counts) either way.
-            W::count(&verdict);
+            W::count(&self.db, &verdict);
             reply.send(verdict).ok();
         }
     }

@@ -97,8 +97,8 @@ impl Combinable for PlaceOrder {
         Box::pin(place_batch_in(txn, batch))
     }
 
-    fn count(verdict: &Result<Placed>) {
-        count(verdict)
+    fn count(db: &Database, verdict: &Result<Placed>) {
+        count(db, verdict)
     }
 }
 
@@ -106,15 +106,21 @@ impl Combinable for PlaceOrder {
 pub async fn place_order(db: &Database, order: &PlaceOrder) -> Result<Placed> {
     order.validate()?;
     let placed = db.write(order, |txn, order| Box::pin(place_order_in(txn, order))).await;
-    count(&placed);
+    count(db, &placed);
     placed
 }
 
-/// Counts an order request in the metrics by its outcome.
-pub fn count(placed: &Result<Placed>) {
+/// Counts an order request in the metrics by its outcome (and a refusal for lack of
+/// stock in the activity tally).
+pub fn count(db: &Database, placed: &Result<Placed>) {
     match placed {
         Ok(placed) => crate::metrics::order_placed(placed.created),
-        Err(err) => crate::metrics::order_failed(err),
+        Err(err) => {
+            if let Error::OutOfStock { .. } = err {
+                db.refusals().refused_out_of_stock();
+            }
+            crate::metrics::order_failed(err)
+        }
     }
 }
 

@@ -88,7 +88,7 @@ impl Combinable for ReserveStock {
         Box::pin(reserve_batch_in(txn, batch))
     }
 
-    fn count(verdict: &Result<reservation::Model>) {
+    fn count(_db: &Database, verdict: &Result<reservation::Model>) {
         crate::metrics::reservation(match verdict {
             Ok(_) => "held",
             Err(err) => err.code(),

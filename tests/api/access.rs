@@ -48,6 +48,7 @@ fn expected_roles() -> HashMap<&'static str, &'static [Role]> {
         ("Query.inventoryItems", WATCHERS),
         ("Query.backorders", WATCHERS),
         ("Query.backorderEvents", WATCHERS),
+        ("Query.activity", WATCHERS),
         ("Query.stockMovements", WATCHERS),
         ("Query.order", EVERYONE),
         ("Query.orderByPaymentIntent", EVERYONE),

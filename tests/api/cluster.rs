@@ -159,8 +159,8 @@ async fn a_reservation_made_on_one_process_has_one_outcome_whichever_process_com
             (format!("order r{index}"), status, code(&body).to_owned())
         }));
     }
-    for index in 10..15 {
-        let (c, start, id) = (c.clone(), start.clone(), reservations[index].clone());
+    for (index, id) in reservations.iter().enumerate().take(15).skip(10) {
+        let (c, start, id) = (c.clone(), start.clone(), id.clone());
         tasks.push(tokio::spawn(async move {
             start.wait().await;
             let (status, body) = c.gql(RELEASE, json!({ "id": id })).await.unwrap();

@@ -9,6 +9,7 @@ mod server;
 mod ws;
 
 mod access;
+mod admin;
 mod catalog;
 mod cluster;
 mod events;
