@@ -39,14 +39,26 @@ pub struct Refusals {
 }
 
 impl Refusals {
-    /// Counts one order refused for lack of stock (by `placeOrder`, or stored REJECTED).
-    pub fn refused_out_of_stock(&self) {
-        self.unflushed.fetch_add(1, Ordering::Relaxed);
+    /// Counts an order that `reason` refused, if it was refused for lack of stock (by
+    /// `placeOrder`, or stored REJECTED): the one home of what the chart calls a refusal.
+    pub fn count(&self, reason: &Error) {
+        if let Error::OutOfStock { .. } = reason {
+            self.unflushed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
 /// Adds this process's uncounted refusals to the current minute of the tally.
 pub async fn flush(db: &Database) -> Result<()> {
+    let db = db.clone();
+    // In a task of its own: a caller that goes away mid-write (a client hanging up on
+    // `activity`) must not take the count it swapped out with it.
+    tokio::spawn(async move { flush_now(&db).await })
+        .await
+        .map_err(|err| Error::Internal(format!("the activity flush panicked: {err}")))?
+}
+
+async fn flush_now(db: &Database) -> Result<()> {
     let unflushed = &db.refusals().unflushed;
     let refusals = unflushed.swap(0, Ordering::Relaxed);
     if refusals == 0 {
@@ -89,7 +101,10 @@ pub async fn last_minutes(db: &Database, minutes: i32) -> Result<Vec<Minute>> {
     if !(1..=MAX_MINUTES).contains(&minutes) {
         return Err(Error::bad_input(format!("minutes must be between 1 and {MAX_MINUTES}")));
     }
-    flush(db).await?;
+    if let Err(err) = flush(db).await {
+        // The tally is then a few refusals short until the next flush: still worth showing.
+        tracing::warn!(error = %err, "could not add this process's refusals to the activity tally");
+    }
     let now = Utc::now().timestamp().div_euclid(60);
     let first = now - i64::from(minutes) + 1;
     let since = DateTime::from_timestamp(first * 60, 0).unwrap_or_default();

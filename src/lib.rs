@@ -42,6 +42,8 @@ pub struct AppState {
     pub placements: inventory::combiner::Combiner<inventory::placement::PlaceOrder>,
     /// This process's reservation queues, combined the same way.
     pub reservations: inventory::combiner::Combiner<inventory::reservations::ReserveStock>,
+    /// This process's storefront reads, sharing statements (see `inventory::availability`).
+    pub availability: Arc<inventory::availability::Reads>,
     /// API key verdicts, cached briefly (see `auth`).
     pub keys: auth::Keys,
     /// Cancelled when the process begins to stop: subscriptions complete, `/ready` fails.
@@ -74,6 +76,7 @@ impl AppState {
             placements: inventory::combiner::Combiner::new(db.clone(), config.placement_lanes as usize),
             reservations: inventory::combiner::Combiner::new(db.clone(), config.placement_lanes as usize),
             keys: auth::Keys::new(db.clone(), config.key_cache()),
+            availability: Arc::default(),
             stopping: CancellationToken::new(),
             sockets: TaskTracker::new(),
             db,

@@ -29,6 +29,7 @@ const LOCK_WAIT: &str = "stockroom_lock_wait_seconds";
 const RATE_LIMITED: &str = "stockroom_rate_limited_total";
 const RESERVATIONS: &str = "stockroom_reservations_total";
 const COMBINED_BATCH: &str = "stockroom_combined_batch_size";
+const AVAILABILITY_BATCH: &str = "stockroom_availability_batch_size";
 const GRAPHQL_DURATION: &str = "stockroom_graphql_request_duration_seconds";
 const REFUNDS: &str = "stockroom_refunds_total";
 const REFUNDS_PENDING: &str = "stockroom_refunds_pending";
@@ -125,6 +126,11 @@ fn describe() {
         let _ = metrics::histogram!(COMBINED_BATCH, "write" => *write);
     }
     metrics::describe_histogram!(
+        AVAILABILITY_BATCH,
+        "Storefront availability reads answered by one shared statement."
+    );
+    let _ = metrics::histogram!(AVAILABILITY_BATCH);
+    metrics::describe_histogram!(
         GRAPHQL_DURATION,
         metrics::Unit::Seconds,
         "GraphQL requests over HTTP by operation name and outcome (ok, or the first error's code)."
@@ -170,6 +176,7 @@ pub fn handle() -> &'static PrometheusHandle {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
             .and_then(|builder| builder.set_buckets_for_metric(Matcher::Full(COMBINED_BATCH.into()), BATCH_SIZES))
+            .and_then(|builder| builder.set_buckets_for_metric(Matcher::Full(AVAILABILITY_BATCH.into()), BATCH_SIZES))
             .expect("bucket lists are not empty")
             .build_recorder();
         let handle = recorder.handle();
@@ -240,6 +247,11 @@ pub fn lock_wait(waited: Duration) {
 /// Records how many writes of one kind (`order`, `reservation`) one transaction combined.
 pub fn combined_batch(write: &'static str, size: usize) {
     metrics::histogram!(COMBINED_BATCH, "write" => write).record(size as f64);
+}
+
+/// Records how many availability reads one statement answered.
+pub fn availability_batch(size: usize) {
+    metrics::histogram!(AVAILABILITY_BATCH).record(size as f64);
 }
 
 /// The names already used as `operation` labels (see [`MAX_OPERATION_NAMES`]).

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_schema;
 mod m20261123_000001_api_key_roles;
 mod m20261124_000001_refusal_tally;
+mod m20261124_000002_foreign_key_indexes;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_schema::Migration),
             Box::new(m20261123_000001_api_key_roles::Migration),
             Box::new(m20261124_000001_refusal_tally::Migration),
+            Box::new(m20261124_000002_foreign_key_indexes::Migration),
         ]
     }
 }

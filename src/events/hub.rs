@@ -84,26 +84,27 @@ pub struct Committed {
 
 /// Stored events with id > `after`, oldest first, at most `limit`, with their locations.
 pub async fn events_after(conn: &DatabaseConnection, after: i64, limit: u64) -> Result<Vec<Committed>, DbErr> {
-    let events = inventory_event::Entity::find()
-        .filter(inventory_event::Column::Id.gt(after))
-        .order_by_asc(inventory_event::Column::Id)
-        .limit(limit)
-        .all(conn)
-        .await?;
-    with_locations(conn, events).await
+    events_between(conn, after, None, limit, false).await
 }
 
-/// Up to `limit` stored events before the id `before` (or the newest), newest first: what
-/// a reader shows as "recent" before following the feed from the newest one's id.
-pub async fn events_before(
+/// Up to `limit` stored events with `after < id < before`, oldest or newest first. Newest
+/// first is what a reader shows as "recent" before following the feed from the newest id.
+pub async fn events_between(
     conn: &DatabaseConnection,
+    after: i64,
     before: Option<i64>,
     limit: u64,
+    newest_first: bool,
 ) -> Result<Vec<Committed>, DbErr> {
-    let mut query = inventory_event::Entity::find().order_by_desc(inventory_event::Column::Id);
+    let mut query = inventory_event::Entity::find().filter(inventory_event::Column::Id.gt(after));
     if let Some(before) = before {
         query = query.filter(inventory_event::Column::Id.lt(before));
     }
+    query = if newest_first {
+        query.order_by_desc(inventory_event::Column::Id)
+    } else {
+        query.order_by_asc(inventory_event::Column::Id)
+    };
     let events = query.limit(limit).all(conn).await?;
     with_locations(conn, events).await
 }

@@ -9,7 +9,7 @@ use crate::auth::Permission;
 use crate::{
     error::Error,
     events::{
-        hub::{SharedEvent, events_after, events_before},
+        hub::{SharedEvent, events_between},
         stream::{self, Filter},
     },
 };
@@ -74,8 +74,10 @@ pub struct EventQuery;
 
 #[Object]
 impl EventQuery {
-    /// Stored backorder events after the cursor `after`, oldest first (at most 100). With
-    /// `newestFirst`, the newest ones instead, and `after` continues towards older ones.
+    /// Stored backorder events after the cursor `after` (and before `before`), oldest
+    /// first, at most `first` (1 to 100). With `newestFirst`, the newest of them first: a
+    /// client shows recent events so, pages back with `before`, and subscribes with
+    /// `after:` the newest id.
     #[graphql(
         guard = "Need(Permission::ReadStock)",
         complexity = "super::page_cost(first, child_complexity)"
@@ -85,19 +87,17 @@ impl EventQuery {
         ctx: &Context<'_>,
         after: Option<ID>,
         #[graphql(default = 100)] first: i32,
+        before: Option<ID>,
         #[graphql(default = false)] newest_first: bool,
     ) -> Result<Vec<InventoryBackordered>> {
         if !(1..=MAX_EVENTS).contains(&first) {
             return Err(Error::bad_input(format!("first must be between 1 and {MAX_EVENTS}")).into());
         }
-        let after = parse_cursor(after.as_ref())?;
-        let conn = state(ctx).db.conn();
-        let events = if newest_first {
-            events_before(conn, after, first as u64).await
-        } else {
-            events_after(conn, after.unwrap_or(0), first as u64).await
-        }
-        .map_err(Error::from)?;
+        let after = parse_cursor(after.as_ref())?.unwrap_or(0);
+        let before = parse_cursor(before.as_ref())?;
+        let events = events_between(state(ctx).db.conn(), after, before, first as u64, newest_first)
+            .await
+            .map_err(Error::from)?;
         Ok(events
             .into_iter()
             .map(|event| InventoryBackordered(event.into()))

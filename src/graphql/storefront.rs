@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, Object, Result};
 
 use super::{parse_id, state};
-use crate::inventory::availability::{self, SkuAvailability};
+use crate::inventory::availability::SkuAvailability;
 
 #[derive(Default)]
 pub struct StorefrontQuery;
@@ -20,6 +20,7 @@ impl StorefrontQuery {
         skus: Vec<String>,
     ) -> Result<Vec<SkuAvailability>> {
         let channel_id = parse_id(&sales_channel_id, "sales channel")?;
-        Ok(availability::for_channel(&state(ctx).db, channel_id, &skus).await?)
+        let state = state(ctx);
+        Ok(state.availability.read(&state.db, channel_id, skus).await?)
     }
 }

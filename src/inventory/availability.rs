@@ -11,9 +11,13 @@
 //! one snapshot), so it never shows more than was unsold at that moment. A sentinel row
 //! says whether the channel exists, so an unknown channel costs no second round trip.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
+use tokio::sync::oneshot;
 
 use super::{allocation::available_units_sql, holds, values::Sku};
 use crate::{
@@ -74,20 +78,38 @@ fn statement(backend: DatabaseBackend, skus: usize) -> String {
     )
 }
 
-/// Availability of `skus` (in the order asked) through `channel_id`'s mapped locations.
+/// Units available and whether any level allows backorder, per known sku.
+type Totals = HashMap<String, (i64, bool)>;
+
+/// Availability of `skus` (in the order asked) through `channel_id`'s mapped locations,
+/// by one statement of its own. The server answers through [`Reads`], which shares one
+/// statement between concurrent callers.
 pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Result<Vec<SkuAvailability>> {
+    check_size(skus)?;
+    let asked: Vec<&str> = skus.iter().map(String::as_str).collect();
+    let totals = totals(db, channel_id, &asked).await?;
+    Ok(answer(skus, &totals))
+}
+
+fn check_size(skus: &[String]) -> Result<()> {
     if skus.len() > MAX_SKUS {
         return Err(Error::bad_input(format!("at most {MAX_SKUS} skus per call")));
     }
+    Ok(())
+}
+
+/// The one statement: totals of the known skus among `skus`, or NOT_FOUND for an unknown
+/// channel.
+async fn totals(db: &Database, channel_id: i32, skus: &[&str]) -> Result<Totals> {
     let conn = db.conn();
     let backend = db.backend();
     // A malformed sku cannot name an item: it is simply unknown, like any other.
-    let valid: Vec<&String> = skus.iter().filter(|sku| Sku::parse(sku).is_ok()).collect();
+    let valid: Vec<&str> = skus.iter().copied().filter(|sku| Sku::parse(sku).is_ok()).collect();
     let mut values: Vec<Value> = vec![channel_id.into()];
     if backend != DatabaseBackend::Postgres {
         values.push(db::now(conn).await?.into());
     }
-    values.extend(valid.iter().map(|sku| Value::from(sku.as_str())));
+    values.extend(valid.iter().map(|&sku| Value::from(sku)));
     if valid.is_empty() {
         values.push(Value::from(None::<String>));
     }
@@ -96,7 +118,7 @@ pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Res
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
     let mut channel_found = false;
-    let mut totals: HashMap<String, (i64, bool)> = HashMap::new();
+    let mut totals = Totals::new();
     for row in rows {
         match row.try_get::<Option<String>>("", "sku")? {
             None => channel_found = true,
@@ -110,8 +132,12 @@ pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Res
     if !channel_found {
         return Err(Error::not_found(format!("sales channel {channel_id}")));
     }
-    Ok(skus
-        .iter()
+    Ok(totals)
+}
+
+/// The answer to one caller, in the order it asked; unknown skus are 0 / false / false.
+fn answer(skus: &[String], totals: &Totals) -> Vec<SkuAvailability> {
+    skus.iter()
         .map(|sku| {
             let (available, backorderable) = totals.get(sku.as_str()).copied().unwrap_or_default();
             let available = i32::try_from(available).unwrap_or(i32::MAX);
@@ -122,5 +148,112 @@ pub async fn for_channel(db: &Database, channel_id: i32, skus: &[String]) -> Res
                 backorderable,
             }
         })
-        .collect())
+        .collect()
+}
+
+/// Most skus one shared statement asks for; callers beyond wait for the next one.
+const MAX_SHARED_SKUS: usize = 1_000;
+
+/// Storefront reads, shared: while a statement for a channel runs, the reads that arrive
+/// for that channel wait, and the next statement answers all of them at once. During a
+/// drop, when every shopper looks at the same product, the database answers a handful of
+/// statements instead of one per page view, and the reads take at most one pooled
+/// connection per channel away from the orders.
+///
+/// Still strongly consistent: a read is answered only by a statement that *began after
+/// the read arrived*, so it sees every order committed before it was asked (never an
+/// older snapshot, as joining a statement already running would give).
+#[derive(Debug, Default)]
+pub struct Reads {
+    channels: Mutex<HashMap<i32, Queue>>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: Vec<Waiting>,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    skus: Vec<String>,
+    reply: oneshot::Sender<Result<Vec<SkuAvailability>>>,
+}
+
+impl Reads {
+    /// Availability of `skus` (in the order asked) through `channel_id`'s locations.
+    pub async fn read(
+        self: &Arc<Self>,
+        db: &Database,
+        channel_id: i32,
+        skus: Vec<String>,
+    ) -> Result<Vec<SkuAvailability>> {
+        check_size(&skus)?;
+        let (reply, answered) = oneshot::channel();
+        let start_reader = {
+            let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+            // No entry: no statement is running for this channel, so this read starts one.
+            let start_reader = !channels.contains_key(&channel_id);
+            channels
+                .entry(channel_id)
+                .or_default()
+                .waiting
+                .push(Waiting { skus, reply });
+            start_reader
+        };
+        if start_reader {
+            // A task of its own: the statement answers every read waiting on it, even if
+            // the one that started it goes away.
+            tokio::spawn(self.clone().serve(db.clone(), channel_id));
+        }
+        answered
+            .await
+            .map_err(|_| Error::Internal("an availability read went unanswered".into()))?
+    }
+
+    /// Runs statements for `channel_id` until no read is waiting.
+    async fn serve(self: Arc<Self>, db: Database, channel_id: i32) {
+        loop {
+            let batch = {
+                let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+                let Some(queue) = channels.get_mut(&channel_id) else {
+                    return;
+                };
+                if queue.waiting.is_empty() {
+                    channels.remove(&channel_id);
+                    return;
+                }
+                take_batch(&mut queue.waiting)
+            };
+            let mut asked: Vec<&str> = batch
+                .iter()
+                .flat_map(|waiting| waiting.skus.iter().map(String::as_str))
+                .collect();
+            asked.sort_unstable();
+            asked.dedup();
+            let totals = totals(&db, channel_id, &asked).await;
+            crate::metrics::availability_batch(batch.len());
+            for waiting in batch {
+                let answered = totals
+                    .as_ref()
+                    .map(|totals| answer(&waiting.skus, totals))
+                    .map_err(Clone::clone);
+                // The caller may have gone away; the others still get theirs.
+                waiting.reply.send(answered).ok();
+            }
+        }
+    }
+}
+
+/// The longest run of waiting reads whose skus fit one statement (at least one read).
+fn take_batch(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
+    let mut skus = 0;
+    let fitting = waiting
+        .iter()
+        .take_while(|read| {
+            skus += read.skus.len();
+            skus <= MAX_SHARED_SKUS
+        })
+        .count()
+        .max(1);
+    waiting.drain(..fitting).collect()
 }

@@ -116,9 +116,7 @@ pub fn count(db: &Database, placed: &Result<Placed>) {
     match placed {
         Ok(placed) => crate::metrics::order_placed(placed.created),
         Err(err) => {
-            if let Error::OutOfStock { .. } = err {
-                db.refusals().refused_out_of_stock();
-            }
+            db.refusals().count(err);
             crate::metrics::order_failed(err)
         }
     }

@@ -108,9 +108,7 @@ pub async fn payment_succeeded(
         .await?;
     if let Outcome::Rejected(Placed { order, created: true }) = &outcome {
         crate::metrics::order_rejected(rejected.reason.code());
-        if let crate::error::Error::OutOfStock { .. } = rejected.reason {
-            db.refusals().refused_out_of_stock();
-        }
+        db.refusals().count(&rejected.reason);
         tracing::info!(payment_intent_id = %order.payment_intent_id, reason = ?order.rejection_reason, "order rejected");
         // After the commit, not inside it: no lock is held while Stripe answers.
         refund(db, refunds, order).await?;

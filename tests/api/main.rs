@@ -15,6 +15,7 @@ mod cluster;
 mod events;
 mod flash_sale;
 mod graphql_http;
+mod migrations;
 mod n_plus_one;
 mod operations;
 mod placement;

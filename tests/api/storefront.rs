@@ -123,3 +123,84 @@ async fn availability_is_one_statement_and_agrees_with_every_levels_available() 
     })
     .await;
 }
+
+/// Concurrent reads share statements (`inventory::availability::Reads`), yet none may
+/// answer from a snapshot older than its own question: while orders sell a level one unit
+/// at a time, a read asked after the k-th order was confirmed never shows more than
+/// stock − k. Readers ask different sku lists, so shared statements must hand each one
+/// exactly its own answer.
+#[tokio::test]
+async fn shared_availability_reads_never_answer_from_before_they_were_asked() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicI64, Ordering},
+    };
+    const STOCK: i64 = 30;
+    const READERS: usize = 12;
+    on_each_backend(|app| async move {
+        let depot = app.location("Depot").await;
+        let channel = app.channel("Web", &[(depot, 0)]).await.to_string();
+        app.item("HOT").level(depot, STOCK as i32).await;
+        app.item("COLD").level(depot, 7).await;
+        let sold = Arc::new(AtomicI64::new(0));
+        let selling = Arc::new(AtomicBool::new(true));
+        let client = app.client().clone();
+        let outcomes = crate::helpers::race(READERS + 1, |task| {
+            let (client, channel, sold, selling) = (client.clone(), channel.clone(), sold.clone(), selling.clone());
+            async move {
+                if task == READERS {
+                    for order in 0..STOCK {
+                        let placed = client
+                            .gql(
+                                "mutation($pi: String!, $c: ID!) { placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: [{ sku: \"HOT\", quantity: 1 }] }) { id } }",
+                                json!({ "pi": format!("pi_{order}"), "c": channel }),
+                            )
+                            .await;
+                        assert!(placed.error_code().is_none(), "{:?}", placed.0);
+                        sold.fetch_add(1, Ordering::SeqCst);
+                    }
+                    selling.store(false, Ordering::SeqCst);
+                    return 0;
+                }
+                let asked: Vec<&str> = match task % 3 {
+                    0 => vec!["HOT"],
+                    1 => vec!["COLD", "HOT", "NOPE"],
+                    _ => vec!["NOPE", "COLD"],
+                };
+                let mut reads = 0;
+                while selling.load(Ordering::SeqCst) {
+                    let confirmed = sold.load(Ordering::SeqCst);
+                    let read = client
+                        .anonymous()
+                        .gql(AVAILABILITY, json!({ "c": channel, "skus": asked }))
+                        .await;
+                    let answers = read.data()["availability"].as_array().unwrap().clone();
+                    let skus: Vec<&str> = answers.iter().map(|answer| answer["sku"].as_str().unwrap()).collect();
+                    assert_eq!(skus, asked, "each read gets its own skus, in its order");
+                    for answer in &answers {
+                        let available = answer["available"].as_i64().unwrap();
+                        match answer["sku"].as_str().unwrap() {
+                            "HOT" => assert!(
+                                available <= STOCK - confirmed,
+                                "a read asked after {confirmed} confirmed orders showed {available}"
+                            ),
+                            "COLD" => assert_eq!(available, 7),
+                            _ => assert_eq!(available, 0),
+                        }
+                    }
+                    reads += 1;
+                }
+                reads
+            }
+        })
+        .await;
+        assert!(outcomes.iter().sum::<i32>() > 0, "the readers read while the orders sold");
+        let read = app
+            .client()
+            .anonymous()
+            .gql(AVAILABILITY, json!({ "c": channel, "skus": ["HOT"] }))
+            .await;
+        assert_eq!(read.data()["availability"][0]["available"], 0);
+    })
+    .await;
+}
