@@ -34,7 +34,8 @@ const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(600);
 
 /// Advisory-lock keys (PostgreSQL) of the start-up steps several processes may race on.
 const MIGRATION_LOCK: i64 = 0x5354_4f43_4b00_0001;
-/// See [`MIGRATION_LOCK`]; taken by the demo seeding.
+/// Advisory-lock key taken by the demo seeding (like the migrations' own), so that
+/// processes started together seed once.
 pub const SEED_LOCK: i64 = 0x5354_4f43_4b00_0002;
 /// Held by the process running a round of the reservation sweep (see [`Database::unless_running_elsewhere`]).
 pub const RESERVATION_SWEEP_LOCK: i64 = 0x5354_4f43_4b00_0003;

@@ -187,7 +187,7 @@ const RESERVATION_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Marks overdue reservations EXPIRED and frees their stock, forever. Of several
 /// processes one sweeps per round; each reservation is re-checked under its row lock anyway.
-async fn sweep_reservations(db: db::Database) {
+async fn sweep_reservations(db: Database) {
     loop {
         tokio::time::sleep(RESERVATION_SWEEP_INTERVAL).await;
         match inventory::reservations::expire_overdue(&db).await {
@@ -199,7 +199,7 @@ async fn sweep_reservations(db: db::Database) {
 }
 
 /// Adds this process's out-of-stock refusals to the shared per-minute tally, forever.
-async fn flush_activity(db: db::Database) {
+async fn flush_activity(db: Database) {
     loop {
         tokio::time::sleep(activity::FLUSH_INTERVAL).await;
         if let Err(err) = activity::flush(&db).await {

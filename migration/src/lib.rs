@@ -1,6 +1,10 @@
 //! Database migrations for Stockroom, applied at server start and runnable on their own
 //! (`cargo run -p migration -- up`).
 
+// `MigrationTrait` is declared through `async_trait`, whose expansion does not accept the
+// `SchemaManager<'_>` spelling that `rust_2018_idioms` asks for.
+#![allow(elided_lifetimes_in_paths)]
+
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_schema;

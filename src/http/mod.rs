@@ -1,6 +1,6 @@
 //! The HTTP surface: GraphQL (and GraphiQL), the Stripe webhook, health and readiness,
 //! and the admin page.
-//! The GraphQL-over-HTTP protocol itself is in [`graphql`].
+//! The GraphQL-over-HTTP protocol itself is in the private `graphql` module.
 //!
 //! The caller's identity is decided here, once per request, from the `Authorization`
 //! header and handed to GraphQL as request data; field guards then only read it.

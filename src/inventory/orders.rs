@@ -50,7 +50,7 @@ pub struct NewOrder<'a> {
 /// wait for each other's index entries in the same order and cannot deadlock.
 pub async fn claim_all(txn: &DatabaseTransaction, claims: &[NewOrder<'_>]) -> Result<HashMap<String, Placed>> {
     let now = Utc::now();
-    let mut sorted: Vec<&NewOrder> = claims.iter().collect();
+    let mut sorted: Vec<&NewOrder<'_>> = claims.iter().collect();
     sorted.sort_by(|a, b| a.payment_intent_id.as_str().cmp(b.payment_intent_id.as_str()));
     let rows = sorted.iter().map(|claim| orders::ActiveModel {
         payment_intent_id: Set(claim.payment_intent_id.as_str().to_owned()),

@@ -135,7 +135,7 @@ pub async fn place_order_in(txn: &DatabaseTransaction, order: &PlaceOrder) -> Re
 /// transaction, deciding them in order. Returns one verdict per order; an `Err` of the
 /// whole call means the transaction itself failed and must be rolled back.
 pub async fn place_batch_in(txn: &DatabaseTransaction, batch: &[PlaceOrder]) -> Result<Vec<Result<Placed>>> {
-    let requests: Vec<PlanRequest> = batch.iter().map(PlaceOrder::plan_request).collect();
+    let requests: Vec<PlanRequest<'_>> = batch.iter().map(PlaceOrder::plan_request).collect();
     let mut planner = Planner::prepare(txn, &requests).await?;
     let mut verdicts: Vec<Option<Result<Placed>>> = (0..batch.len())
         .map(|index| planner.check(index).err().map(Err))
@@ -197,7 +197,7 @@ pub async fn place_batch_in(txn: &DatabaseTransaction, batch: &[PlaceOrder]) -> 
             served = Some(key);
         }
     }
-    let own_holds: Vec<Option<OwnHold>> = held.iter().map(|hold| hold.as_ref().map(Held::own_hold)).collect();
+    let own_holds: Vec<Option<OwnHold<'_>>> = held.iter().map(|hold| hold.as_ref().map(Held::own_hold)).collect();
 
     // Steps 4 and 5: lock, then decide in arrival order.
     planner.lock(txn, &requests, &to_decide, &own_holds, &mut clock).await?;

@@ -170,7 +170,7 @@ impl Planner {
                 );
             }
         }
-        let holds: Vec<&OwnHold> = to_decide.iter().filter_map(|&index| holds[index].as_ref()).collect();
+        let holds: Vec<&OwnHold<'_>> = to_decide.iter().filter_map(|&index| holds[index].as_ref()).collect();
         let held_level_ids: Vec<i32> = holds
             .iter()
             .flat_map(|hold| hold.lines.iter().map(|line| line.inventory_level_id))

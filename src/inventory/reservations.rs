@@ -106,7 +106,7 @@ pub async fn reserve_batch_in(
     txn: &DatabaseTransaction,
     batch: &[ReserveStock],
 ) -> Result<Vec<Result<reservation::Model>>> {
-    let requests: Vec<PlanRequest> = batch.iter().map(ReserveStock::plan_request).collect();
+    let requests: Vec<PlanRequest<'_>> = batch.iter().map(ReserveStock::plan_request).collect();
     let mut planner = Planner::prepare(txn, &requests).await?;
     let mut verdicts: Vec<Option<Result<reservation::Model>>> = (0..batch.len())
         .map(|index| planner.check(index).err().map(Err))

@@ -147,7 +147,7 @@ async fn backorders_go_negative_and_store_an_event_per_line_below_zero() {
             .sum();
         let level = app.level("BACK", location).await;
         assert_eq!((level.stocked_quantity, backordered), (-4, 4));
-        let events = entity::inventory_event::Entity::find()
+        let events = inventory_event::Entity::find()
             .order_by_asc(inventory_event::Column::Id)
             .all(app.db().conn())
             .await
@@ -419,7 +419,7 @@ async fn assert_order_lines_match_order_movements(app: &TestApp) {
     }
     let mut taken: HashMap<i32, i64> = HashMap::new();
     for movement in stock_movement::Entity::find().all(conn).await.unwrap() {
-        if movement.reason == entity::stock_movement::MovementReason::Order {
+        if movement.reason == stock_movement::MovementReason::Order {
             *taken.entry(movement.inventory_level_id).or_default() -= i64::from(movement.delta);
         }
     }
