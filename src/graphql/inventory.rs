@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use async_graphql::{Context, ID, InputObject, Object, Result, connection::Connection};
 use chrono::{DateTime, Utc};
-use entity::{inventory_item, inventory_level, stock_movement, stock_movement::MovementReason};
+use entity::{inventory_item, inventory_level, stock_movement};
 use sea_orm::{
     ColumnTrait, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
@@ -13,7 +13,9 @@ use sea_orm::{
 use super::{
     Need,
     channels::load_location,
-    dangling, loaders,
+    dangling,
+    enums::MovementReason,
+    loaders,
     loaders::{ItemById, LapsedHoldsOfLevel, LevelsOfItem},
     locations::StockLocation,
     pagination::{Listing, Page},
@@ -142,7 +144,7 @@ impl StockMovement {
     }
 
     async fn reason(&self) -> MovementReason {
-        self.row.reason
+        self.row.reason.into()
     }
 
     async fn stocked_after(&self) -> i32 {

@@ -6,6 +6,7 @@
 
 mod activity;
 mod channels;
+mod enums;
 mod events;
 mod inventory;
 mod keys;

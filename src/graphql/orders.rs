@@ -2,12 +2,13 @@
 
 use async_graphql::{Context, ID, InputObject, Object, Result, connection::Connection};
 use chrono::{DateTime, Utc};
-use entity::{order_line, orders, orders::OrderStatus, sales_channel};
+use entity::{order_line, orders, sales_channel};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{
     Need,
     channels::{SalesChannel, load_location},
+    enums::OrderStatus,
     loaders,
     loaders::{ChannelById, LinesOfOrder},
     locations::StockLocation,
@@ -46,7 +47,7 @@ impl Order {
     }
 
     async fn status(&self) -> OrderStatus {
-        self.0.status
+        self.0.status.into()
     }
 
     async fn rejection_reason(&self) -> Option<&str> {
@@ -145,7 +146,7 @@ impl OrderQuery {
         let page = Page::parse(first, after.as_deref())?;
         let mut query = orders::Entity::find();
         if let Some(status) = status {
-            query = query.filter(orders::Column::Status.eq(status));
+            query = query.filter(orders::Column::Status.eq(orders::OrderStatus::from(status)));
         }
         let order = Listing::newest_first(newest_first);
         let rows = page

@@ -2,13 +2,15 @@
 
 use async_graphql::{Context, ID, InputObject, Object, Result, connection::Connection};
 use chrono::{DateTime, Utc};
-use entity::{reservation, reservation::ReservationStatus, reservation_line};
+use entity::{reservation, reservation_line};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{
     Need,
     channels::{SalesChannel, load_location},
-    dangling, loaders,
+    dangling,
+    enums::ReservationStatus,
+    loaders,
     loaders::{ChannelById, LinesOfReservation},
     locations::StockLocation,
     orders::{OrderLineInput, parse_lines},
@@ -48,8 +50,8 @@ impl Reservation {
     /// before the background sweep has recorded it.
     async fn status(&self) -> ReservationStatus {
         match self.0.status {
-            ReservationStatus::Active if self.0.expires_at <= Utc::now() => ReservationStatus::Expired,
-            status => status,
+            reservation::ReservationStatus::Active if self.0.expires_at <= Utc::now() => ReservationStatus::Expired,
+            status => status.into(),
         }
     }
 
@@ -112,7 +114,7 @@ impl ReservationQuery {
         let page = Page::parse(first, after.as_deref())?;
         let mut query = reservation::Entity::find();
         if let Some(status) = status {
-            query = query.filter(reservation::Column::Status.eq(status));
+            query = query.filter(reservation::Column::Status.eq(reservation::ReservationStatus::from(status)));
         }
         let rows = page
             .rows(
