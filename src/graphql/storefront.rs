@@ -1,9 +1,37 @@
 //! Public storefront fields: no admin key needed.
 
-use async_graphql::{Context, ID, Object, Result};
+use async_graphql::{Context, ID, Object, Result, SimpleObject};
 
 use super::{parse_id, state};
-use crate::inventory::availability::SkuAvailability;
+use crate::inventory::availability;
+
+/// Availability of one sku in one channel.
+#[derive(SimpleObject)]
+pub struct SkuAvailability {
+    pub sku: String,
+    /// Units that can be sold now (never negative).
+    pub available: i32,
+    pub in_stock: bool,
+    /// True if any of the channel's levels for this sku allows backorder.
+    pub backorderable: bool,
+}
+
+impl From<availability::SkuAvailability> for SkuAvailability {
+    fn from(answer: availability::SkuAvailability) -> Self {
+        let availability::SkuAvailability {
+            sku,
+            available,
+            in_stock,
+            backorderable,
+        } = answer;
+        SkuAvailability {
+            sku,
+            available,
+            in_stock,
+            backorderable,
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct StorefrontQuery;
@@ -21,6 +49,7 @@ impl StorefrontQuery {
     ) -> Result<Vec<SkuAvailability>> {
         let channel_id = parse_id(&sales_channel_id, "sales channel")?;
         let state = state(ctx);
-        Ok(state.availability.read(&state.db, channel_id, skus).await?)
+        let answers = state.availability.read(&state.db, channel_id, skus).await?;
+        Ok(answers.into_iter().map(SkuAvailability::from).collect())
     }
 }

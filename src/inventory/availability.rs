@@ -29,7 +29,7 @@ use crate::{
 pub const MAX_SKUS: usize = 250;
 
 /// Availability of one sku in one channel.
-#[derive(Debug, Clone, PartialEq, Eq, async_graphql::SimpleObject)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkuAvailability {
     pub sku: String,
     /// Units that can be sold now (never negative).
