@@ -2,12 +2,10 @@
 //! origin), the fields written for it (search, newest first, recent events, activity), and
 //! the page itself driven in headless Chromium (`tests/admin-e2e`).
 
-use std::process::Command;
-
 use axum::{body::Body, http::Request};
 use serde_json::json;
 
-use crate::helpers::{TestApp, on_each_backend};
+use crate::helpers::{TestApp, node_tool_installed, on_each_backend, run_node};
 
 /// Every `src` and `href` of `html`.
 fn linked_urls(html: &str) -> Vec<String> {
@@ -209,27 +207,18 @@ async fn the_admin_page_works_end_to_end_in_headless_chromium() {
         .join("node_modules/playwright-core")
         .exists()
         && std::path::Path::new("/usr/bin/chromium").exists();
-    if !installed {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but the browser test is not installed: apt-get install chromium; npm ci --prefix tests/admin-e2e"
-        );
-        eprintln!("\n!!!!! Chromium or playwright-core is missing: SKIPPING the admin page test.\n");
+    let install = "apt-get install chromium; npm ci --prefix tests/admin-e2e";
+    if !node_tool_installed(installed, "Chromium or playwright-core", install) {
         return;
     }
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(format!("{e2e_dir}/admin.mjs"))
-            .env("STOCKROOM_BIN", env!("CARGO_BIN_EXE_stockroom"))
-            .env(
-                "ARTIFACTS_DIR",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/target/admin-e2e"),
-            )
-            .output()
-            .expect("node runs")
-    })
-    .await
-    .unwrap();
+    let envs = vec![
+        ("STOCKROOM_BIN", env!("CARGO_BIN_EXE_stockroom").to_owned()),
+        (
+            "ARTIFACTS_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/target/admin-e2e").to_owned(),
+        ),
+    ];
+    let output = run_node(format!("{e2e_dir}/admin.mjs"), Vec::new(), envs).await;
     assert!(
         output.status.success(),
         "the admin page failed in Chromium:\n{}\n{}",

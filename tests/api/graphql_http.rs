@@ -1,11 +1,9 @@
 //! GraphQL over HTTP: request limits, content types, and graphql-http's conformance audit.
 
-use std::process::Command;
-
 use axum::{body::Body, http::Request};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, on_each_backend};
+use crate::helpers::{TestApp, node_tool_installed, on_each_backend, run_node};
 
 fn post(body: impl Into<Body>, content_type: Option<&str>) -> Request<Body> {
     let mut request = Request::post("/graphql");
@@ -106,31 +104,16 @@ async fn a_request_costs_in_proportion_to_its_lists_so_a_thousand_aliased_checks
 #[tokio::test]
 async fn the_graphql_over_http_audit_passes_every_case() {
     let audit_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/http-audit");
-    if !std::path::Path::new(audit_dir)
+    let installed = std::path::Path::new(audit_dir)
         .join("node_modules/graphql-http")
-        .exists()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but the audit is not installed: npm ci --prefix tests/http-audit"
-        );
-        eprintln!(
-            "\n!!!!! graphql-http is not installed: SKIPPING the audit. Run `npm ci --prefix tests/http-audit`.\n"
-        );
+        .exists();
+    if !node_tool_installed(installed, "graphql-http", "npm ci --prefix tests/http-audit") {
         return;
     }
     let app = TestApp::sqlite_with(|_| {}).await;
     let addr = app.listen().await;
     let url = format!("http://{addr}/graphql");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(format!("{audit_dir}/audit.mjs"))
-            .arg(url)
-            .output()
-            .expect("node runs")
-    })
-    .await
-    .unwrap();
+    let output = run_node(format!("{audit_dir}/audit.mjs"), vec![url], Vec::new()).await;
     assert!(
         output.status.success(),
         "audit crashed: {}",
