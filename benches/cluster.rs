@@ -14,36 +14,39 @@
 //! cargo bench --bench cluster        # PostgreSQL at TEST_DATABASE_URL
 //! ```
 
-mod common;
-
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use common::{
-    ScratchDatabase,
-    load::{ADMIN_KEY, Run, drive, gql, http_item, http_shop, start_server, try_gql, write_benchmarks_section},
-};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hdrhistogram::Histogram;
 use sea_orm::{ConnectionTrait as _, Statement};
 use serde_json::{Value, json};
+use stockroom_test_support::{
+    database::ScratchDatabase,
+    fixtures::{PLACE_ORDER_ID, place_order_variables},
+    load::{
+        BENCH_ADMIN_KEY, Run, drive, gql, http_item, http_shop, seconds_each, start_server, try_gql,
+        write_benchmarks_section,
+    },
+};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
 
 const PROCESSES: usize = 3;
 const SUBSCRIBERS: usize = 1000;
 const EVENTS: usize = 100;
 const STOCK: i64 = 100_000_000;
-const PLACE: &str = "mutation($pi: String!, $c: ID!, $sku: String!) {
-    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: [{ sku: $sku, quantity: 1 }] }) { id } }";
 
 #[tokio::main]
 async fn main() {
     let scratch = ScratchDatabase::create_named("cluster").await;
     // Started together, as a deployment would: migrations run once, in one of them.
-    let servers = futures_util::future::join_all((0..PROCESSES).map(|_| start_server(&scratch.url))).await;
+    let servers = futures_util::future::join_all(
+        (0..PROCESSES).map(|_| start_server(env!("CARGO_BIN_EXE_stockroom"), &scratch.url)),
+    )
+    .await;
     let urls: Vec<String> = servers.iter().map(|server| server.url.clone()).collect();
     let http = reqwest::Client::new();
     let (channel, locations) = http_shop(&http, &urls[0], &["Depot"]).await;
@@ -64,7 +67,7 @@ async fn main() {
     .await;
 
     let clients: usize = std::env::var("CLIENTS").ok().and_then(|c| c.parse().ok()).unwrap_or(64);
-    let duration = common::load::seconds_each(8);
+    let duration = seconds_each(8);
     let one = flash_sale(&http, &urls[..1], &channel, clients, duration, "one").await;
     let three = flash_sale(&http, &urls, &channel, clients, duration, "three").await;
     let conn = sea_orm::Database::connect(&scratch.url).await.unwrap();
@@ -119,8 +122,8 @@ async fn flash_sale(
     let run = drive(clients, duration, move |client, n| {
         let (http, urls, channel) = (http.clone(), urls.clone(), channel.clone());
         async move {
-            let variables = json!({ "pi": format!("pi_{tag}_{client}_{n}"), "c": channel, "sku": "HOT" });
-            try_gql(&http, &urls[client % urls.len()], PLACE, variables)
+            let variables = place_order_variables(&format!("pi_{tag}_{client}_{n}"), channel, &[("HOT", 1)]);
+            try_gql(&http, &urls[client % urls.len()], PLACE_ORDER_ID, variables)
                 .await
                 .map(drop)
         }
@@ -187,7 +190,7 @@ async fn subscribers(http: &reqwest::Client, urls: &[String], channel: &str) -> 
             let send = |message: Value| Message::text(message.to_string());
             socket
                 .send(send(
-                    json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {ADMIN_KEY}") } }),
+                    json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {BENCH_ADMIN_KEY}") } }),
                 ))
                 .await
                 .unwrap();
@@ -219,13 +222,8 @@ async fn subscribers(http: &reqwest::Client, urls: &[String], channel: &str) -> 
     let mut expected = 0;
     for event in 0..=EVENTS {
         let url = &urls[event % urls.len()];
-        let answer = gql(
-            http,
-            url,
-            PLACE,
-            json!({ "pi": format!("pi_feed_{event}"), "c": channel, "sku": "BACK" }),
-        )
-        .await;
+        let variables = place_order_variables(&format!("pi_feed_{event}"), channel, &[("BACK", 1)]);
+        let answer = gql(http, url, PLACE_ORDER_ID, variables).await;
         let returned = Instant::now();
         let order = answer["data"]["placeOrder"]["id"].as_str().expect("placed").to_owned();
         committed.lock().unwrap().insert(order, returned);

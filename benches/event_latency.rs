@@ -11,15 +11,13 @@
 
 use std::time::{Duration, Instant};
 
-mod common;
-
-use common::ScratchDatabase;
 use futures_util::StreamExt;
 use serde_json::json;
 use stockroom::{
     auth::{Caller, Role},
     inventory::placement,
 };
+use stockroom_test_support::{database::ScratchDatabase, fixtures};
 
 const SUBSCRIBERS: usize = 200;
 const EVENTS: usize = 100;
@@ -33,9 +31,9 @@ async fn main() {
     let scratch = ScratchDatabase::create().await;
     let a = scratch.process(|_| {}).await;
     let b = scratch.process(|_| {}).await;
-    let (location, channel) = common::one_location_shop(&a.db).await;
-    let sku = common::item(&a.db, "BENCH").await;
-    common::set_level(&a.db, &sku, location, 0, true).await;
+    let (location, channel) = fixtures::one_location_shop(&a.db).await;
+    let sku = fixtures::item(&a.db, "BENCH").await;
+    fixtures::set_level(&a.db, &sku, location, 0, true).await;
 
     let watcher = stockroom::inventory::values::Name::parse("bench watcher", "name").unwrap();
     let watcher = stockroom::auth::create_key(&a.db, watcher, Role::Read)
@@ -61,7 +59,7 @@ async fn main() {
 
     let mut committed = Vec::with_capacity(EVENTS);
     for index in 0..EVENTS {
-        let order = common::one_unit_order(&format!("pi_bench_{index}"), channel, &sku);
+        let order = fixtures::one_unit_order(&format!("pi_bench_{index}"), channel, &sku);
         placement::place_order(&a.db, &order).await.unwrap();
         committed.push(Instant::now());
         // Spread the orders out a little, as real traffic is, instead of one burst.

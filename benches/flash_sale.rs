@@ -16,20 +16,19 @@
 //! SECONDS_EACH=3 CLIENTS="1 16 64" cargo bench --bench flash_sale
 //! ```
 
-mod common;
-
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use common::{
-    ScratchDatabase,
-    load::{Run, drive, http_item, http_shop, start_server, try_gql, write_benchmarks_section},
-};
 use indicatif::{ProgressBar, ProgressStyle};
 use sea_orm::sqlx::{self, PgPool, Row as _, postgres::PgPoolOptions};
 use serde_json::{Value, json};
+use stockroom_test_support::{
+    database::ScratchDatabase,
+    fixtures::PLACE_ORDER_ID,
+    load::{Run, drive, http_item, http_shop, seconds_each, start_server, try_gql, write_benchmarks_section},
+};
 
 const STOCK: i32 = 100_000_000;
 
@@ -67,7 +66,6 @@ impl Scenario {
     }
 }
 
-/// What one measured run produced.
 /// A location, a channel and `skus` items with ample stock; returns the channel id.
 async fn shop(http: &reqwest::Client, url: &str, skus: usize) -> String {
     let (channel, locations) = http_shop(http, url, &["Hot"]).await;
@@ -76,9 +74,6 @@ async fn shop(http: &reqwest::Client, url: &str, skus: usize) -> String {
     }
     channel
 }
-
-const PLACE: &str = "mutation($pi: String!, $c: ID!, $lines: [OrderLineInput!]!) {
-    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: $lines }) { id } }";
 
 /// `clients` HTTP clients placing orders for `duration`.
 async fn run_http(url: &str, channel: &str, scenario: Scenario, clients: usize, duration: Duration, tag: &str) -> Run {
@@ -96,7 +91,7 @@ async fn run_http(url: &str, channel: &str, scenario: Scenario, clients: usize, 
                 .map(|sku| json!({ "sku": format!("FLASH-{sku}"), "quantity": 1 }))
                 .collect();
             let variables = json!({ "pi": format!("pi_{tag}_{client}_{n}"), "c": channel, "lines": lines });
-            try_gql(&http, &url, PLACE, variables).await.map(|_| ())
+            try_gql(&http, &url, PLACE_ORDER_ID, variables).await.map(|_| ())
         }
     })
     .await
@@ -235,15 +230,12 @@ struct Cell {
 
 #[tokio::main]
 async fn main() {
-    let seconds: u64 = std::env::var("SECONDS_EACH")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let duration = seconds_each(5);
+    let seconds = duration.as_secs();
     let clients: Vec<usize> = std::env::var("CLIENTS")
         .ok()
         .map(|list| list.split_whitespace().filter_map(|c| c.parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 4, 16, 64, 128]);
-    let duration = Duration::from_secs(seconds);
     let scenarios = [Scenario::HotSku, Scenario::ManySkus, Scenario::TwoLines];
 
     let bare_db = ScratchDatabase::create_named("bare").await;
@@ -263,7 +255,7 @@ async fn main() {
     let mut checks = Vec::new();
     for scenario in scenarios {
         let db = ScratchDatabase::create_named(&format!("{scenario:?}").to_lowercase()).await;
-        let server = start_server(&db.url).await;
+        let server = start_server(env!("CARGO_BIN_EXE_stockroom"), &db.url).await;
         let url = server.url.clone();
         let http = reqwest::Client::new();
         let channel = shop(&http, &url, scenario.skus()).await;

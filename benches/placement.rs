@@ -14,11 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-mod common;
-
-use common::{ScratchDatabase, one_unit_order, set_level};
 use stockroom::inventory::placement;
-use tokio::sync::Barrier;
+use stockroom_test_support::{
+    database::ScratchDatabase,
+    fixtures::{self, one_unit_order, set_level},
+    racing::race,
+};
 
 const SHOPPERS: usize = 50;
 
@@ -31,31 +32,25 @@ async fn main() {
     let scratch = ScratchDatabase::create().await;
     let app = scratch.process(|config| config.db_pool_size = 50).await;
     let db = Arc::new(app.db.clone());
-    let (location, channel) = common::one_location_shop(&db).await;
+    let (location, channel) = fixtures::one_location_shop(&db).await;
 
     // 1. The last ten units.
-    let last = common::item(&db, "LAST-10").await;
+    let last = fixtures::item(&db, "LAST-10").await;
     let mut placed_per_run = Vec::new();
     let mut race_times = Vec::new();
     for run in 0..20 {
         set_level(&db, &last, location, 10, false).await;
-        let barrier = Arc::new(Barrier::new(SHOPPERS));
         let started = Instant::now();
-        let shoppers: Vec<_> = (0..SHOPPERS)
-            .map(|shopper| {
-                let (db, barrier, sku) = (db.clone(), barrier.clone(), last.clone());
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    placement::place_order(&db, &one_unit_order(&format!("pi_last_{run}_{shopper}"), channel, &sku))
-                        .await
-                        .is_ok()
-                })
-            })
-            .collect();
-        let mut placed = 0;
-        for shopper in shoppers {
-            placed += usize::from(shopper.await.unwrap());
-        }
+        let shoppers = race(SHOPPERS, |shopper| {
+            let (db, sku) = (db.clone(), last.clone());
+            async move {
+                placement::place_order(&db, &one_unit_order(&format!("pi_last_{run}_{shopper}"), channel, &sku))
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        let placed = shoppers.into_iter().filter(|placed| *placed).count();
         race_times.push(started.elapsed());
         placed_per_run.push(placed);
     }
@@ -69,36 +64,30 @@ async fn main() {
     // 2. Throughput over 20 skus.
     let mut skus = Vec::new();
     for index in 0..20 {
-        skus.push(common::item(&db, &format!("T-{index:02}")).await);
+        skus.push(fixtures::item(&db, &format!("T-{index:02}")).await);
     }
     for sku in &skus {
         set_level(&db, sku, location, 1_000_000, false).await;
     }
     let orders_per_client = 40;
-    let barrier = Arc::new(Barrier::new(SHOPPERS));
     let started = Instant::now();
-    let clients: Vec<_> = (0..SHOPPERS)
-        .map(|client| {
-            let (db, barrier, skus) = (db.clone(), barrier.clone(), skus.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let mut latencies = Vec::with_capacity(orders_per_client);
-                for index in 0..orders_per_client {
-                    let sku = &skus[(client + index) % skus.len()];
-                    let begun = Instant::now();
-                    placement::place_order(&db, &one_unit_order(&format!("pi_tp_{client}_{index}"), channel, sku))
-                        .await
-                        .unwrap();
-                    latencies.push(begun.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for client in clients {
-        latencies.extend(client.await.unwrap());
-    }
+    let clients = race(SHOPPERS, |client| {
+        let (db, skus) = (db.clone(), skus.clone());
+        async move {
+            let mut latencies = Vec::with_capacity(orders_per_client);
+            for index in 0..orders_per_client {
+                let sku = &skus[(client + index) % skus.len()];
+                let begun = Instant::now();
+                placement::place_order(&db, &one_unit_order(&format!("pi_tp_{client}_{index}"), channel, sku))
+                    .await
+                    .unwrap();
+                latencies.push(begun.elapsed());
+            }
+            latencies
+        }
+    })
+    .await;
+    let mut latencies: Vec<Duration> = clients.into_iter().flatten().collect();
     let elapsed = started.elapsed();
     latencies.sort();
     println!(

@@ -14,19 +14,18 @@
 //! cargo bench --bench storefront        # PostgreSQL at TEST_DATABASE_URL
 //! ```
 
-mod common;
-
 use std::sync::{
     Arc,
     atomic::{AtomicI64, AtomicU64, Ordering},
 };
 
-use common::{
-    ScratchDatabase,
-    load::{Run, drive, http_item, http_shop, start_server, try_gql, write_benchmarks_section},
-};
 use sea_orm::sqlx::{self, PgPool, postgres::PgPoolOptions};
 use serde_json::json;
+use stockroom_test_support::{
+    database::ScratchDatabase,
+    fixtures::{PLACE_ORDER_ID, place_order_variables},
+    load::{self, Run, drive, http_item, http_shop, start_server, try_gql, write_benchmarks_section},
+};
 
 const ITEMS: usize = 250;
 const HOT_STOCK: i64 = 50_000_000;
@@ -63,7 +62,7 @@ fn skus(count: usize) -> Vec<String> {
 async fn run_availability(http: &reqwest::Client, url: &str, channel: &str, count: usize, clients: usize) -> Run {
     let (http, url) = (http.clone(), url.to_owned());
     let variables = json!({ "c": channel, "s": skus(count) });
-    drive(clients, common::load::seconds_each(5), move |_, _| {
+    drive(clients, load::seconds_each(5), move |_, _| {
         let (http, url, variables) = (http.clone(), url.clone(), variables.clone());
         async move { try_gql(&http, &url, AVAILABILITY, variables).await.map(|_| ()) }
     })
@@ -72,7 +71,7 @@ async fn run_availability(http: &reqwest::Client, url: &str, channel: &str, coun
 
 async fn run_bare(pool: &PgPool, channel: i32, count: usize, clients: usize) -> Run {
     let (pool, skus) = (pool.clone(), skus(count));
-    drive(clients, common::load::seconds_each(5), move |_, _| {
+    drive(clients, load::seconds_each(5), move |_, _| {
         let (pool, skus) = (pool.clone(), skus.clone());
         async move {
             sqlx::query(BARE)
@@ -87,16 +86,13 @@ async fn run_bare(pool: &PgPool, channel: i32, count: usize, clients: usize) -> 
     .await
 }
 
-const PLACE: &str = "mutation($pi: String!, $c: ID!) {
-    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: [{ sku: \"HOT\", quantity: 1 }] }) { id } }";
-
 async fn run_flash_sale(http: &reqwest::Client, url: &str, channel: &str, tag: &'static str) -> Run {
     let (http, url, channel) = (http.clone(), url.to_owned(), channel.to_owned());
-    drive(64, common::load::seconds_each(5), move |client, n| {
+    drive(64, load::seconds_each(5), move |client, n| {
         let (http, url, channel) = (http.clone(), url.clone(), channel.clone());
         async move {
-            let variables = json!({ "pi": format!("pi_{tag}_{client}_{n}"), "c": channel });
-            try_gql(&http, &url, PLACE, variables).await.map(|_| ())
+            let variables = place_order_variables(&format!("pi_{tag}_{client}_{n}"), channel, &[("HOT", 1)]);
+            try_gql(&http, &url, PLACE_ORDER_ID, variables).await.map(|_| ())
         }
     })
     .await
@@ -110,7 +106,7 @@ async fn run_readers(http: &reqwest::Client, url: &str, channel: &str) -> (Run, 
     let last_seen: Arc<Vec<AtomicI64>> = Arc::new((0..64).map(|_| AtomicI64::new(HOT_STOCK)).collect());
     let broken = Arc::new(AtomicU64::new(0));
     let (seen, bad) = (last_seen.clone(), broken.clone());
-    let run = drive(64, common::load::seconds_each(5), move |client, _| {
+    let run = drive(64, load::seconds_each(5), move |client, _| {
         let (http, url, variables, seen, bad) =
             (http.clone(), url.clone(), variables.clone(), seen.clone(), bad.clone());
         async move {
@@ -132,7 +128,7 @@ async fn run_readers(http: &reqwest::Client, url: &str, channel: &str) -> (Run, 
 #[tokio::main]
 async fn main() {
     let db = ScratchDatabase::create_named("storefront").await;
-    let server = start_server(&db.url).await;
+    let server = start_server(env!("CARGO_BIN_EXE_stockroom"), &db.url).await;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(200)
         .build()
@@ -150,7 +146,7 @@ async fn main() {
          | skus per call | clients | Stockroom req/s | p50 / p99 ms | errors | bare statement req/s | bare p99 ms | ratio |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        common::load::seconds_each(5).as_secs()
+        load::seconds_each(5).as_secs()
     );
     for count in [1, 10, 250] {
         for clients in [16, 64] {

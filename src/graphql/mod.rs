@@ -12,7 +12,6 @@ mod inventory;
 mod keys;
 mod loaders;
 mod locations;
-pub mod operation_name;
 mod orders;
 mod pagination;
 mod reservations;
@@ -88,7 +87,6 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .extension(operation_name::NameOperations)
 }
 
 /// How long a DataLoader collects keys before it queries. The window has to outlast one

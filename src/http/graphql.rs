@@ -20,7 +20,7 @@
 
 use async_graphql::{
     ServerError, Variables,
-    parser::types::{ExecutableDocument, OperationType},
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 use axum::{
     body::Bytes,
@@ -81,7 +81,17 @@ impl MediaType {
     /// Writes a GraphQL response. One that failed before execution gets no `data`, a
     /// `BAD_USER_INPUT` code on each error (async-graphql's parse and validation errors
     /// carry none), and as `application/graphql-response+json` the status 400.
-    pub fn respond(self, response: async_graphql::Response) -> Response {
+    pub fn respond(self, mut response: async_graphql::Response) -> Response {
+        // Every error of ours carries a code. Those async-graphql raises itself carry none:
+        // parse and validation errors, and an argument whose variables do not fit its
+        // input type, which validation lets through to the field when the input object
+        // also holds an optional variable the request left out. All are bad input.
+        for error in &mut response.errors {
+            let extensions = error.extensions.get_or_insert_with(Default::default);
+            if extensions.get("code").is_none() {
+                extensions.set("code", "BAD_USER_INPUT");
+            }
+        }
         let request_error = is_request_error(&response);
         if !request_error {
             // The common case, written straight from the response.
@@ -95,21 +105,6 @@ impl MediaType {
         let mut body = serde_json::to_value(&response).unwrap_or_else(|_| Value::Object(Map::new()));
         if let Value::Object(fields) = &mut body {
             fields.remove("data");
-            for error in fields
-                .get_mut("errors")
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
-                let extensions = error
-                    .as_object_mut()
-                    .map(|error| error.entry("extensions").or_insert_with(|| Value::Object(Map::new())));
-                if let Some(Value::Object(extensions)) = extensions {
-                    extensions
-                        .entry("code")
-                        .or_insert_with(|| Value::from("BAD_USER_INPUT"));
-                }
-            }
         }
         let status = if self == MediaType::GraphQLResponse {
             StatusCode::BAD_REQUEST
@@ -275,6 +270,70 @@ pub fn read_query_string(query: Option<&str>) -> Result<async_graphql::Request, 
     .into_request()
 }
 
+/// Longest query text whose parsed document is kept.
+const MAX_KEPT_QUERY_BYTES: usize = 8 * 1024;
+
+/// Query text kept in all, in bytes (each document takes a small multiple in memory).
+const KEPT_QUERY_BYTES: u64 = 1024 * 1024;
+
+/// Parsed documents by query text. Storefronts and checkouts send the same few texts
+/// with new variables each time, and parsing (async-graphql's grammar) took a sixth of
+/// the server's CPU per storefront read. Only texts sent with variables are kept: a text
+/// with its inputs written inline is rarely sent twice. Bounded by text length, so a
+/// stream of distinct texts only evicts.
+#[derive(Clone)]
+pub struct ParsedDocuments(moka::sync::Cache<String, ExecutableDocument>);
+
+impl Default for ParsedDocuments {
+    fn default() -> Self {
+        let weight = |query: &String, _: &ExecutableDocument| u32::try_from(query.len()).unwrap_or(u32::MAX);
+        ParsedDocuments(
+            moka::sync::Cache::builder()
+                .max_capacity(KEPT_QUERY_BYTES)
+                .weigher(weight)
+                .build(),
+        )
+    }
+}
+
+impl ParsedDocuments {
+    /// Parses `request`'s document into it, or copies it from the last time its text was
+    /// seen. A text that does not parse is left for execution to report.
+    pub fn parse(&self, request: &mut async_graphql::Request) {
+        let keep = !request.variables.is_empty() && request.query.len() <= MAX_KEPT_QUERY_BYTES;
+        if !keep {
+            return;
+        }
+        if let Some(document) = self.0.get(&request.query) {
+            request.set_parsed_query(document);
+        } else if let Ok(document) = request.parsed_query() {
+            let document = document.clone();
+            self.0.insert(request.query.clone(), document);
+        }
+    }
+}
+
+/// The name of the operation a request runs, for its log span and latency metric:
+/// `operationName` when the client sent one, else the name in the document when it holds
+/// exactly one named operation (most clients send `mutation Place(…) {…}` and nothing
+/// else). The document is parsed here once and kept in the request for execution.
+///
+/// Read here rather than by a schema extension: any extension sends every field of every
+/// response through async-graphql's per-field extension chain, which cost more than half
+/// the CPU of a 250-sku `availability` answer.
+pub fn operation_name(request: &mut async_graphql::Request) -> Option<String> {
+    if let Some(name) = &request.operation_name {
+        return Some(name.clone());
+    }
+    let document: Result<&ExecutableDocument, ServerError> = request.parsed_query();
+    match &document.ok()?.operations {
+        DocumentOperations::Multiple(operations) if operations.len() == 1 => {
+            operations.keys().next().map(ToString::to_string)
+        }
+        _ => None,
+    }
+}
+
 /// Whether the operation a request would run is a mutation (refused over `GET`, which
 /// must be safe to repeat). A document that does not parse is left to GraphQL to report.
 pub fn selects_mutation(request: &mut async_graphql::Request) -> bool {
@@ -362,5 +421,35 @@ mod tests {
         assert!(selects_mutation(&mut mutation));
         let mut query_of_two = async_graphql::Request::new("query Q { a } mutation M { b }").operation_name("Q");
         assert!(!selects_mutation(&mut query_of_two));
+    }
+
+    fn with_variables(query: &str) -> async_graphql::Request {
+        let variables = Variables::from_json(serde_json::json!({ "s": ["A"] }));
+        async_graphql::Request::new(query).variables(variables)
+    }
+
+    #[test]
+    fn documents_sent_with_variables_are_parsed_once_and_named() {
+        let documents = ParsedDocuments::default();
+        let text = "query Shelf($s: [String!]!) { availability(salesChannelId: \"1\", skus: $s) { sku } }";
+        let mut first = with_variables(text);
+        documents.parse(&mut first);
+        assert!(documents.0.contains_key(text));
+        // The second request gets the kept document and names its operation from it.
+        let mut second = with_variables(text);
+        documents.parse(&mut second);
+        assert_eq!(operation_name(&mut second).as_deref(), Some("Shelf"));
+
+        let inline = "{ availability(salesChannelId: \"1\", skus: [\"A\"]) { sku } }";
+        documents.parse(&mut async_graphql::Request::new(inline));
+        let long = format!("query Q($s: [String!]!) {{ a {} }}", " ".repeat(MAX_KEPT_QUERY_BYTES));
+        documents.parse(&mut with_variables(&long));
+        let broken = "query Q($s: [String!]!) { a ";
+        documents.parse(&mut with_variables(broken));
+        documents.0.run_pending_tasks();
+        for not_kept in [inline, long.as_str(), broken] {
+            assert!(!documents.0.contains_key(not_kept), "kept {not_kept:.40}");
+        }
+        assert_eq!(documents.0.entry_count(), 1);
     }
 }

@@ -31,7 +31,7 @@ use crate::{
     AppState,
     auth::{Caller, IdentifiedPerConnection},
     error::Error,
-    graphql::{StockroomSchema, build_schema, operation_name::OperationName},
+    graphql::{StockroomSchema, build_schema},
     stripe,
 };
 
@@ -40,6 +40,7 @@ struct HttpState {
     app: AppState,
     schema: StockroomSchema,
     limit: AnonymousLimit,
+    documents: graphql::ParsedDocuments,
 }
 
 /// How long a browser may reuse a CORS preflight answer.
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
             app: state,
             schema,
             limit,
+            documents: graphql::ParsedDocuments::default(),
         })
         .merge(webhooks)
         // Outermost first: the id is set before the span that shows it, and echoed back.
@@ -165,16 +167,14 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
         );
         return MediaType::Json.refuse(&refused);
     };
-    let request = match read_request(&state, parts.method == Method::GET, &parts, body).await {
+    let mut request = match read_request(&state, parts.method == Method::GET, &parts, body).await {
         Ok(request) => request,
         Err(refused) => return media_type.refuse(&refused),
     };
-    let given_name = request.operation_name.clone();
-    if let Some(name) = &given_name {
+    let operation = graphql::operation_name(&mut request);
+    if let Some(name) = &operation {
         tracing::Span::current().record("operation", name.as_str());
     }
-    let document_name = OperationName::default();
-    let request = request.data(document_name.clone());
     let response = match state.app.keys.authenticate(authorization).await {
         // One GraphQL request multiplexes hundreds of resolver futures in one task. Under
         // tokio's cooperative budget the task would be forced to yield part-way through
@@ -190,8 +190,7 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
             _ => "BAD_USER_INPUT",
         }
     });
-    let operation = given_name.as_deref().or(document_name.get());
-    crate::metrics::graphql_request(operation, outcome, started.elapsed());
+    crate::metrics::graphql_request(operation.as_deref(), outcome, started.elapsed());
     media_type.respond(response)
 }
 
@@ -205,6 +204,7 @@ async fn read_request(
 ) -> Result<async_graphql::Request, graphql::Refusal> {
     if is_get {
         let mut request = graphql::read_query_string(parts.uri.query())?;
+        state.documents.parse(&mut request);
         // GET must be safe (GraphQL over HTTP): links, prefetchers and caches may repeat it.
         if graphql::selects_mutation(&mut request) {
             return Err(graphql::refusal(StatusCode::METHOD_NOT_ALLOWED, "mutations need POST"));
@@ -225,7 +225,9 @@ async fn read_request(
                 graphql::refusal(StatusCode::BAD_REQUEST, "the body could not be read")
             }
         })?;
-    graphql::read_post_body(&bytes)
+    let mut request = graphql::read_post_body(&bytes)?;
+    state.documents.parse(&mut request);
+    Ok(request)
 }
 
 /// Subscriptions over WebSocket (graphql-transport-ws, and legacy graphql-ws). The API

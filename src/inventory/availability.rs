@@ -12,7 +12,7 @@
 //! says whether the channel exists, so an unknown channel costs no second round trip.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, PoisonError},
 };
 
@@ -40,22 +40,18 @@ pub struct SkuAvailability {
 }
 
 /// The statement for `skus` skus. Bind parameters: the channel, then (SQLite only) the
-/// clock, then the skus. PostgreSQL's `now()` is the statement's own transaction start.
+/// clock, then the skus: on PostgreSQL one text array whatever its length (one prepared
+/// statement, answered through the unique index on `sku`), on SQLite `skus` parameters.
+/// PostgreSQL's `now()` is the statement's own transaction start.
 fn statement(backend: DatabaseBackend, skus: usize) -> String {
-    let placeholder = |n: usize| match backend {
-        DatabaseBackend::Postgres => format!("${n}"),
+    let (channel, now, asked) = match backend {
+        DatabaseBackend::Postgres => ("$1".to_owned(), "now()".to_owned(), "= ANY($2)".to_owned()),
         // Numbered, because the channel is used twice and the clock comes first in the text.
-        _ => format!("?{n}"),
+        _ => {
+            let sku_list = (3..3 + skus).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ");
+            ("?1".to_owned(), "?2".to_owned(), format!("IN ({sku_list})"))
+        }
     };
-    let channel = placeholder(1);
-    let (now, first_sku) = match backend {
-        DatabaseBackend::Postgres => ("now()".to_owned(), 2),
-        _ => (placeholder(2), 3),
-    };
-    let sku_list = (first_sku..first_sku + skus)
-        .map(placeholder)
-        .collect::<Vec<_>>()
-        .join(", ");
     // Lapsed holds are only looked up for levels that hold anything.
     let lapsed = format!(
         "CASE WHEN l.reserved_quantity = 0 THEN 0 ELSE {} END",
@@ -71,7 +67,7 @@ fn statement(backend: DatabaseBackend, skus: usize) -> String {
          FROM sales_channel_location m
          JOIN inventory_level l ON l.stock_location_id = m.stock_location_id
          JOIN inventory_item i ON i.id = l.inventory_item_id
-         WHERE m.sales_channel_id = {channel} AND i.sku IN ({sku_list})
+         WHERE m.sales_channel_id = {channel} AND i.sku {asked}
          GROUP BY i.sku
          UNION ALL
          SELECT NULL, NULL, NULL FROM sales_channel WHERE id = {channel}"
@@ -106,14 +102,22 @@ async fn totals(db: &Database, channel_id: i32, skus: &[&str]) -> Result<Totals>
     // A malformed sku cannot name an item: it is simply unknown, like any other.
     let valid: Vec<&str> = skus.iter().copied().filter(|sku| Sku::parse(sku).is_ok()).collect();
     let mut values: Vec<Value> = vec![channel_id.into()];
-    if backend != DatabaseBackend::Postgres {
+    let sql = if backend == DatabaseBackend::Postgres {
+        let asked: Vec<String> = valid.iter().map(|&sku| sku.to_owned()).collect();
+        values.push(asked.into());
+        statement(backend, valid.len())
+    } else {
         values.push(db::now(conn).await?.into());
-    }
-    values.extend(valid.iter().map(|&sku| Value::from(sku)));
-    if valid.is_empty() {
-        values.push(Value::from(None::<String>));
-    }
-    let sql = statement(backend, valid.len().max(1));
+        // Padded to a power of two by repeating the last sku: a dozen statement texts in
+        // all, each prepared once per pooled connection, rather than one per length.
+        let slots = valid.len().max(1).next_power_of_two();
+        let padding = valid
+            .last()
+            .map_or(Value::from(None::<String>), |&sku| Value::from(sku));
+        values.extend(valid.iter().map(|&sku| Value::from(sku)));
+        values.resize(values.len() + slots - valid.len(), padding);
+        statement(backend, slots)
+    };
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
@@ -244,16 +248,20 @@ impl Reads {
     }
 }
 
-/// The longest run of waiting reads whose skus fit one statement (at least one read).
+/// The longest run of waiting reads whose skus, together, fit one statement (at least one
+/// read). Skus are counted once however many reads ask for them: shoppers looking at the
+/// same category page share one statement, whatever its length.
 fn take_batch(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
-    let mut skus = 0;
-    let fitting = waiting
-        .iter()
-        .take_while(|read| {
-            skus += read.skus.len();
-            skus <= MAX_SHARED_SKUS
-        })
-        .count()
-        .max(1);
+    let fitting = {
+        let mut union: HashSet<&str> = HashSet::new();
+        waiting
+            .iter()
+            .take_while(|read| {
+                union.extend(read.skus.iter().map(String::as_str));
+                union.len() <= MAX_SHARED_SKUS
+            })
+            .count()
+            .max(1)
+    };
     waiting.drain(..fitting).collect()
 }

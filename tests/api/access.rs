@@ -11,8 +11,12 @@ use futures_util::{FutureExt, StreamExt};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use stockroom::auth::{Caller, Role};
-
-use crate::helpers::{Backend, Client, TestApp, on_each_backend, on_each_backend_with, race};
+use stockroom_test_support::{
+    app::{Client, TestApp},
+    database::{Backend, SqliteFile},
+    fixtures::{PLACE_ORDER_ID, place_order_variables},
+    racing::{on_each_backend, on_each_backend_with, race},
+};
 
 const CREATE_KEY: &str = "mutation($name: String!, $role: ApiKeyRole!) {
     createApiKey(input: { name: $name, role: $role }) { secret apiKey { id name role prefix createdAt lastUsedAt revokedAt } } }";
@@ -346,22 +350,19 @@ async fn an_anonymous_flood_gets_429_while_keyed_orders_go_through() {
         config.client_ip_header = Some("x-forwarded-for".parse().unwrap());
     };
     on_each_backend_with(limited, |app| async move {
-        let location = app.location("Berlin").await;
-        let channel = app.channel("Web", &[(location, 0)]).await;
+        let (location, channel) = app.one_location_shop().await;
         app.item("HOT").level(location, 1_000).await;
         let (_, checkout) = create_key(&app, "checkout", "CHECKOUT").await;
         let checkout = app.client().with_key(&checkout);
         checkout.gql(READ_ORDERS, json!({})).await.data();
 
-        let place = "mutation($pi: String!, $c: ID!) { placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: [{ sku: \"HOT\", quantity: 1 }] }) { id } }";
         let outcomes = race(60, |task| {
             let client = app.client().clone();
             let checkout = checkout.clone();
             async move {
                 if task % 3 == 0 {
-                    let placed = checkout
-                        .gql(place, json!({ "pi": format!("pi_{task}"), "c": channel.to_string() }))
-                        .await;
+                    let variables = place_order_variables(&format!("pi_{task}"), channel, &[("HOT", 1)]);
+                    let placed = checkout.gql(PLACE_ORDER_ID, variables).await;
                     (true, if placed.error_code().is_none() { 200 } else { 500 }, None)
                 } else {
                     // Half of the flood with made-up keys: they are anonymous callers too.
@@ -378,13 +379,22 @@ async fn an_anonymous_flood_gets_429_while_keyed_orders_go_through() {
         .await;
         let keyed: Vec<u16> = outcomes.iter().filter(|o| o.0).map(|o| o.1).collect();
         assert_eq!(keyed.len(), 20);
-        assert!(keyed.iter().all(|status| *status == 200), "every keyed order was placed: {keyed:?}");
+        assert!(
+            keyed.iter().all(|status| *status == 200),
+            "every keyed order was placed: {keyed:?}"
+        );
         let anonymous: Vec<&(bool, u16, Option<u64>)> = outcomes.iter().filter(|o| !o.0).collect();
         let admitted = anonymous.iter().filter(|o| o.1 == 200).count();
         let throttled: Vec<_> = anonymous.iter().filter(|o| o.1 == 429).collect();
         assert_eq!(admitted + throttled.len(), 40, "every anonymous request got 200 or 429");
-        assert!((5..=15).contains(&admitted), "the burst of 5 (plus 1/s) got through, not {admitted}");
-        assert!(throttled.iter().all(|o| o.2.is_some_and(|seconds| seconds >= 1)), "429s say when to retry");
+        assert!(
+            (5..=15).contains(&admitted),
+            "the burst of 5 (plus 1/s) got through, not {admitted}"
+        );
+        assert!(
+            throttled.iter().all(|o| o.2.is_some_and(|seconds| seconds >= 1)),
+            "429s say when to retry"
+        );
 
         let response = app.client().respond(storefront_request("198.51.100.7", None)).await;
         assert_eq!(response.status(), 429);
@@ -393,7 +403,10 @@ async fn an_anonymous_flood_gets_429_while_keyed_orders_go_through() {
         assert_eq!(body["errors"][0]["extensions"]["code"], "THROTTLED");
         let other = app.client().respond(storefront_request("198.51.100.8", None)).await;
         assert_eq!(other.status(), 200, "the limit is per address");
-        let metrics = app.client().send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        let metrics = app
+            .client()
+            .send(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await;
         let metrics = String::from_utf8_lossy(&metrics.1).into_owned();
         let limited: f64 = metrics
             .lines()
@@ -473,8 +486,8 @@ async fn cors_admits_listed_origins_without_credentials_and_no_others() {
 
 #[test]
 fn the_command_line_creates_lists_and_revokes_keys() {
-    let path = std::env::temp_dir().join(format!("stockroom_cli_{}.sqlite", uuid::Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let file = SqliteFile::new();
+    let url = file.url();
     let run = |args: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_stockroom"))
             .args(args)
@@ -507,7 +520,4 @@ fn the_command_line_creates_lists_and_revokes_keys() {
     let revoked_row = listed.lines().find(|line| line.ends_with("till")).unwrap();
     assert_eq!(dashes(row), 2, "never used, not revoked: {row}");
     assert_eq!(dashes(revoked_row), 1, "revoked now, still never used: {revoked_row}");
-    for suffix in ["", "-wal", "-shm"] {
-        std::fs::remove_file(format!("{}{suffix}", path.display())).ok();
-    }
 }

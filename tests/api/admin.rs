@@ -4,8 +4,12 @@
 
 use axum::{body::Body, http::Request};
 use serde_json::json;
-
-use crate::helpers::{TestApp, node_tool_installed, on_each_backend, run_node};
+use stockroom_test_support::{
+    app::TestApp,
+    fixtures::{PLACE_ORDER_ID, place_order_variables},
+    node::{node_tool_installed, run_node},
+    racing::on_each_backend,
+};
 
 /// Every `src` and `href` of `html`.
 fn linked_urls(html: &str) -> Vec<String> {
@@ -118,12 +122,8 @@ async fn orders_and_backorder_events_list_newest_first_and_page_towards_older_on
         let channel = app.channel("Web", &[(location, 0)]).await;
         app.item("BACK").backorder_level(location, 0).await;
         for number in 1..=3 {
-            let placed = app
-                .gql(
-                    "mutation($pi: String!, $c: ID!) { placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: [{ sku: \"BACK\", quantity: 1 }] }) { id } }",
-                    json!({ "pi": format!("pi_{number}"), "c": channel.to_string() }),
-                )
-                .await;
+            let variables = place_order_variables(&format!("pi_{number}"), channel, &[("BACK", 1)]);
+            let placed = app.gql(PLACE_ORDER_ID, variables).await;
             assert!(placed.error_code().is_none(), "{:?}", placed.0);
         }
         let newest = app
@@ -164,11 +164,8 @@ async fn activity_counts_placed_orders_out_of_stock_refusals_and_backorders_per_
         let place = |pi: &'static str, sku: &'static str| {
             let (app, channel) = (&app, channel.clone());
             async move {
-                app.gql(
-                    "mutation($pi: String!, $c: ID!, $sku: String!) { placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: [{ sku: $sku, quantity: 1 }] }) { id } }",
-                    json!({ "pi": pi, "c": channel, "sku": sku }),
-                )
-                .await
+                app.gql(PLACE_ORDER_ID, place_order_variables(pi, channel, &[(sku, 1)]))
+                    .await
             }
         };
         assert!(place("pi_last", "LAST").await.error_code().is_none());
@@ -177,17 +174,28 @@ async fn activity_counts_placed_orders_out_of_stock_refusals_and_backorders_per_
         assert!(place("pi_back", "BACK").await.error_code().is_none());
 
         let activity = app
-            .gql("{ activity(minutes: 5) { start ordersPlaced outOfStockRefusals backorders } }", json!({}))
+            .gql(
+                "{ activity(minutes: 5) { start ordersPlaced outOfStockRefusals backorders } }",
+                json!({}),
+            )
             .await;
         let minutes = activity.data()["activity"].as_array().unwrap().clone();
         assert_eq!(minutes.len(), 5, "every minute, empty ones included");
         // Summed: the test may straddle a minute boundary.
-        let total = |field: &str| minutes.iter().map(|minute| minute[field].as_i64().unwrap()).sum::<i64>();
+        let total = |field: &str| {
+            minutes
+                .iter()
+                .map(|minute| minute[field].as_i64().unwrap())
+                .sum::<i64>()
+        };
         assert_eq!(total("ordersPlaced"), 2);
         assert_eq!(total("outOfStockRefusals"), 2);
         assert_eq!(total("backorders"), 1);
         let starts: Vec<&str> = minutes.iter().map(|minute| minute["start"].as_str().unwrap()).collect();
-        assert!(starts.windows(2).all(|pair| pair[0] < pair[1]), "oldest first: {starts:?}");
+        assert!(
+            starts.windows(2).all(|pair| pair[0] < pair[1]),
+            "oldest first: {starts:?}"
+        );
 
         let refused = app.gql("{ activity(minutes: 0) { start } }", json!({})).await;
         assert_eq!(refused.error_code(), Some("BAD_USER_INPUT"));

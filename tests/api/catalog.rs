@@ -1,7 +1,6 @@
 use sea_orm::EntityTrait;
 use serde_json::json;
-
-use crate::helpers::on_each_backend;
+use stockroom_test_support::racing::on_each_backend;
 
 const CREATE_LOCATION: &str = "mutation($name: String!) { createStockLocation(input: { name: $name }) { id name } }";
 const CREATE_CHANNEL: &str = "mutation($name: String!) { createSalesChannel(input: { name: $name }) { id name } }";

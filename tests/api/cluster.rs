@@ -5,15 +5,18 @@ use std::sync::Arc;
 
 use sea_orm::ConnectionTrait;
 use serde_json::json;
+use stockroom_test_support::{
+    database::{EmptyDatabase, scalar},
+    fixtures::{PLACE_ORDER, PLACE_ORDER_ID, place_order_variables},
+    invariants::assert_nothing_half_written,
+    process::{SPAWNED_ADMIN_KEY, Server, free_addr},
+    ws::WsClient,
+};
 
 use crate::{
-    helpers::EmptyDatabase,
-    operations::{
-        Http, PLACE, assert_nothing_half_written, code, event_id, eventually, open_shop, order_lines, scalar,
-    },
-    server::{ADMIN_KEY, Server, free_addr},
+    STOCKROOM,
+    operations::{Http, code, event_id, eventually, open_shop, order_lines},
     stripe_webhook::paid,
-    ws::WsClient,
 };
 
 const BUYERS: usize = 50;
@@ -25,13 +28,19 @@ async fn three_processes_sell_the_last_units_once_make_one_order_per_payment_and
         return;
     };
     let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
-    let mut servers =
-        futures_util::future::join_all(addrs.iter().map(|addr| Server::start_shop(&database.url, addr, &[]))).await;
+    let mut servers = futures_util::future::join_all(
+        addrs
+            .iter()
+            .map(|addr| Server::start_shop(STOCKROOM, &database.url, addr, &[])),
+    )
+    .await;
     let clients: Vec<Http> = servers.iter().map(Http::new).collect();
     let channel = open_shop(&clients[0], UNITS).await;
     let mut subscribers = Vec::new();
     for server in &servers {
-        let mut subscriber = WsClient::connect(server.socket_addr(), Some(ADMIN_KEY)).await.unwrap();
+        let mut subscriber = WsClient::connect(server.socket_addr(), Some(SPAWNED_ADMIN_KEY))
+            .await
+            .unwrap();
         subscriber.subscribe("feed", json!({ "after": "0" })).await;
         subscribers.push(subscriber);
     }
@@ -45,7 +54,7 @@ async fn three_processes_sell_the_last_units_once_make_one_order_per_payment_and
             let variables =
                 json!({ "pi": format!("pi_buyer_{buyer}"), "c": channel.to_string(), "lines": order_lines() });
             loop {
-                let (status, body) = client.gql(PLACE, variables.clone()).await.unwrap();
+                let (status, body) = client.gql(PLACE_ORDER, variables.clone()).await.unwrap();
                 match code(&body) {
                     "" => return body["data"]["placeOrder"]["status"] == "PLACED",
                     "OUT_OF_STOCK" => return false,
@@ -96,8 +105,8 @@ async fn three_processes_sell_the_last_units_once_make_one_order_per_payment_and
     // the next event, placed through another process, once.
     let restarted = servers.remove(2);
     restarted.kill().await;
-    servers.push(Server::start_shop(&database.url, &addrs[2], &[]).await);
-    let mut resumed = WsClient::connect(servers[2].socket_addr(), Some(ADMIN_KEY))
+    servers.push(Server::start_shop(STOCKROOM, &database.url, &addrs[2], &[]).await);
+    let mut resumed = WsClient::connect(servers[2].socket_addr(), Some(SPAWNED_ADMIN_KEY))
         .await
         .unwrap();
     resumed.subscribe("feed", json!({ "after": events.to_string() })).await;
@@ -113,8 +122,6 @@ async fn three_processes_sell_the_last_units_once_make_one_order_per_payment_and
 
 const RESERVE: &str = "mutation($key: String!, $c: ID!, $ttl: Int!) {
     reserveStock(input: { key: $key, salesChannelId: $c, ttlSeconds: $ttl, lines: [{ sku: \"HOT\", quantity: 1 }] }) { id } }";
-const PLACE_RESERVED: &str = "mutation($pi: String!, $c: ID!, $key: String) {
-    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, reservationKey: $key, lines: [{ sku: \"HOT\", quantity: 1 }] }) { id } }";
 const RELEASE: &str = "mutation($id: ID!) { releaseReservation(id: $id) { status } }";
 
 /// Held units (20, all reserved on process A) are fought over across the cluster: orders
@@ -128,8 +135,12 @@ async fn a_reservation_made_on_one_process_has_one_outcome_whichever_process_com
         return;
     };
     let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
-    let servers =
-        futures_util::future::join_all(addrs.iter().map(|addr| Server::start_shop(&database.url, addr, &[]))).await;
+    let servers = futures_util::future::join_all(
+        addrs
+            .iter()
+            .map(|addr| Server::start_shop(STOCKROOM, &database.url, addr, &[])),
+    )
+    .await;
     let [a, b, c]: [Http; 3] = std::array::from_fn(|index| Http::new(&servers[index]));
     let channel = open_shop(&a, 20).await.to_string();
     let mut reservations = Vec::new();
@@ -154,8 +165,11 @@ async fn a_reservation_made_on_one_process_has_one_outcome_whichever_process_com
         let (b, start, channel) = (b.clone(), start.clone(), channel.clone());
         tasks.push(tokio::spawn(async move {
             start.wait().await;
-            let variables = json!({ "pi": format!("pi_r{index}"), "c": channel, "key": format!("r{index}") });
-            let (status, body) = b.gql(PLACE_RESERVED, variables).await.unwrap();
+            let variables = json!({
+                "pi": format!("pi_r{index}"), "c": channel, "key": format!("r{index}"),
+                "lines": [{ "sku": "HOT", "quantity": 1 }]
+            });
+            let (status, body) = b.gql(PLACE_ORDER_ID, variables).await.unwrap();
             (format!("order r{index}"), status, code(&body).to_owned())
         }));
     }
@@ -172,8 +186,8 @@ async fn a_reservation_made_on_one_process_has_one_outcome_whichever_process_com
         let (client, start, channel) = (clients[buyer % 3].clone(), start.clone(), channel.clone());
         tasks.push(tokio::spawn(async move {
             start.wait().await;
-            let variables = json!({ "pi": format!("pi_walk_in_{buyer}"), "c": channel, "key": null });
-            let (status, body) = client.gql(PLACE_RESERVED, variables).await.unwrap();
+            let variables = place_order_variables(&format!("pi_walk_in_{buyer}"), channel, &[("HOT", 1)]);
+            let (status, body) = client.gql(PLACE_ORDER_ID, variables).await.unwrap();
             (format!("walk-in {buyer}"), status, code(&body).to_owned())
         }));
     }
@@ -248,15 +262,17 @@ async fn without_notify_events_cross_processes_by_polling_alone() {
         return;
     };
     let polling_only = [("STOCKROOM_EVENT_NOTIFY", "0"), ("STOCKROOM_EVENT_POLL_MS", "50")];
-    let a = Server::start_shop(&database.url, &free_addr(), &polling_only).await;
-    let b = Server::start_shop(&database.url, &free_addr(), &polling_only).await;
+    let a = Server::start_shop(STOCKROOM, &database.url, &free_addr(), &polling_only).await;
+    let b = Server::start_shop(STOCKROOM, &database.url, &free_addr(), &polling_only).await;
     let channel = open_shop(&Http::new(&a), 1).await;
     let pool = sea_orm::Database::connect(&database.url).await.unwrap();
     let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool.get_postgres_connection_pool())
         .await
         .unwrap();
     listener.listen("stockroom_inventory_events").await.unwrap();
-    let mut subscriber = WsClient::connect(b.socket_addr(), Some(ADMIN_KEY)).await.unwrap();
+    let mut subscriber = WsClient::connect(b.socket_addr(), Some(SPAWNED_ADMIN_KEY))
+        .await
+        .unwrap();
     subscriber.subscribe("feed", json!({ "after": "0" })).await;
 
     let backorder_only = r#"[{"sku":"BACK","quantity":1}]"#;

@@ -5,26 +5,26 @@ use stockroom::{
     auth::{Caller, Role},
     events::outbox::{self, Backordered},
 };
-
-use crate::{
-    helpers::{ADMIN_KEY, Client, TestApp, on_each_backend},
+use stockroom_test_support::{
+    app::{APP_ADMIN_KEY, Client, TestApp},
+    fixtures::{PLACE_ORDER_ID, place_order_variables},
+    racing::on_each_backend,
     ws::{PATIENCE, SUBSCRIBE, WsClient},
 };
 
-const PLACE: &str = "mutation($pi: String!, $c: ID!) {
-    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: [{ sku: \"BACK\", quantity: 1 }] }) { id } }";
-
-/// One location, one channel, `BACK` stocked `stock` there with backorder allowed.
+/// The one-location shop, `BACK` stocked `stock` there with backorder allowed.
 async fn backorder_shop(app: &TestApp, stock: i32) -> i32 {
-    let location = app.location("Berlin").await;
-    let channel = app.channel("Web", &[(location, 0)]).await;
+    let (location, channel) = app.one_location_shop().await;
     app.item("BACK").backorder_level(location, stock).await;
     channel
 }
 
 async fn order_one(client: &Client, payment_intent: &str, channel: i32) -> String {
     let placed = client
-        .gql(PLACE, json!({ "pi": payment_intent, "c": channel.to_string() }))
+        .gql(
+            PLACE_ORDER_ID,
+            place_order_variables(payment_intent, channel, &[("BACK", 1)]),
+        )
         .await;
     placed.data()["placeOrder"]["id"].as_str().unwrap().to_owned()
 }
@@ -37,7 +37,9 @@ fn event_id(event: &Value) -> i64 {
 async fn backorders_reach_a_websocket_subscriber_in_order_and_once() {
     on_each_backend(|app| async move {
         let channel = backorder_shop(&app, 1).await;
-        let mut ws = WsClient::connect(app.listen().await, Some(ADMIN_KEY)).await.unwrap();
+        let mut ws = WsClient::connect(app.listen().await, Some(APP_ADMIN_KEY))
+            .await
+            .unwrap();
         ws.subscribe("s1", json!({ "after": "0" })).await;
         let mut order_ids = Vec::new();
         for index in 0..5 {
@@ -75,7 +77,9 @@ async fn a_resumed_subscription_replays_then_goes_live_without_duplicates() {
         for index in 0..3 {
             order_one(app.client(), &format!("pi_{index}"), channel).await;
         }
-        let mut ws = WsClient::connect(app.listen().await, Some(ADMIN_KEY)).await.unwrap();
+        let mut ws = WsClient::connect(app.listen().await, Some(APP_ADMIN_KEY))
+            .await
+            .unwrap();
         ws.subscribe("resume", json!({ "after": "2" })).await;
         assert_eq!(event_id(&ws.next_event("resume").await), 3, "replayed from the table");
         for index in 3..5 {
@@ -198,7 +202,7 @@ async fn subscriber_on_another_process() -> Option<(TestApp, TestApp, i32, WsCli
         .another_process(|config| config.event_poll_ms = 3_600_000)
         .await;
     let channel = backorder_shop(&process_a, 0).await;
-    let mut ws = WsClient::connect(process_b.listen().await, Some(ADMIN_KEY))
+    let mut ws = WsClient::connect(process_b.listen().await, Some(APP_ADMIN_KEY))
         .await
         .unwrap();
     ws.subscribe("b", json!({ "after": "0" })).await;
@@ -304,8 +308,7 @@ async fn event_ids_follow_commit_order_when_a_commit_is_delayed() {
 #[tokio::test]
 async fn a_subscription_filtered_by_sku_sees_only_that_skus_events() {
     on_each_backend(|app| async move {
-        let location = app.location("Berlin").await;
-        let channel = app.channel("Web", &[(location, 0)]).await;
+        let (location, channel) = app.one_location_shop().await;
         app.item("BACK").backorder_level(location, 0).await;
         app.item("OTHER").backorder_level(location, 0).await;
         let request = async_graphql::Request::new(SUBSCRIBE)
@@ -317,16 +320,11 @@ async fn a_subscription_filtered_by_sku_sees_only_that_skus_events() {
                 role: Role::Admin,
             });
         let stream = app.schema().execute_stream(request);
-        let other = "mutation($pi: String!, $c: ID!) { placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c,
-            lines: [{ sku: \"OTHER\", quantity: 2 }] }) { id } }";
+        let other = |payment_intent: &str| place_order_variables(payment_intent, channel, &[("OTHER", 2)]);
         order_one(app.client(), "pi_back_1", channel).await;
-        app.gql(other, json!({ "pi": "pi_other_1", "c": channel.to_string() }))
-            .await
-            .data();
+        app.gql(PLACE_ORDER_ID, other("pi_other_1")).await.data();
         order_one(app.client(), "pi_back_2", channel).await;
-        app.gql(other, json!({ "pi": "pi_other_2", "c": channel.to_string() }))
-            .await
-            .data();
+        app.gql(PLACE_ORDER_ID, other("pi_other_2")).await.data();
         let events: Vec<Value> = tokio::time::timeout(PATIENCE, stream.take(2).collect::<Vec<_>>())
             .await
             .expect("both OTHER events in time")

@@ -7,16 +7,19 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, 
 use serde_json::{Value, json};
 
 use stockroom::inventory::combiner::{Combinable, Combiner};
-
-use crate::helpers::{Backend, Client, Gql, TestApp, on_each_backend, race};
-
-const PLACE: &str = "mutation($pi: String!, $c: ID!, $lines: [OrderLineInput!]!) {
-    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: $lines }) {
-        id paymentIntentId lines { sku quantity backorderedQuantity } } }";
+use stockroom_test_support::{
+    app::{Client, Gql, TestApp},
+    database::Backend,
+    fixtures::PLACE_ORDER,
+    racing::{on_each_backend, race},
+};
 
 async fn place(client: &Client, pi: &str, channel: i32, lines: Value) -> Gql {
     client
-        .gql(PLACE, json!({ "pi": pi, "c": channel.to_string(), "lines": lines }))
+        .gql(
+            PLACE_ORDER,
+            json!({ "pi": pi, "c": channel.to_string(), "lines": lines }),
+        )
         .await
 }
 
@@ -27,10 +30,9 @@ fn units(sku: &str, quantity: i32) -> Value {
     json!([{ "sku": sku, "quantity": quantity }])
 }
 
-/// `HOT` stocked `stock` at one location sold by one channel; returns (location, channel).
+/// The one-location shop with `HOT` stocked `stock`; returns (location, channel).
 async fn hot_shop(app: &TestApp, stock: i32, backorder: bool) -> (i32, i32) {
-    let location = app.location("Berlin").await;
-    let channel = app.channel("Web", &[(location, 0)]).await;
+    let (location, channel) = app.one_location_shop().await;
     if backorder {
         app.item("HOT").backorder_level(location, stock).await;
     } else {

@@ -2,8 +2,11 @@
 
 use axum::{body::Body, http::Request};
 use serde_json::{Value, json};
-
-use crate::helpers::{TestApp, node_tool_installed, on_each_backend, run_node};
+use stockroom_test_support::{
+    app::TestApp,
+    node::{node_tool_installed, run_node},
+    racing::on_each_backend,
+};
 
 fn post(body: impl Into<Body>, content_type: Option<&str>) -> Request<Body> {
     let mut request = Request::post("/graphql");
@@ -74,8 +77,7 @@ async fn only_json_bodies_are_read() {
 #[tokio::test]
 async fn a_request_costs_in_proportion_to_its_lists_so_a_thousand_aliased_checks_are_refused_unrun() {
     on_each_backend(|app| async move {
-        let location = app.location("Berlin").await;
-        let channel = app.channel("Web", &[(location, 0)]).await;
+        let (_, channel) = app.one_location_shop().await;
         let skus: Vec<String> = (0..250).map(|index| format!("SKU-{index}")).collect();
         let one = "query($c: ID!, $s: [String!]!) { availability(salesChannelId: $c, skus: $s) { sku available inStock backorderable } }";
         let variables = json!({ "c": channel.to_string(), "s": skus });

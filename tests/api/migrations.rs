@@ -3,8 +3,7 @@
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-
-use crate::{helpers::EmptyDatabase, operations::scalar, server::SqliteFile};
+use stockroom_test_support::database::{EmptyDatabase, SqliteFile, scalar};
 
 /// The tables and their columns, as the database describes them.
 async fn shape(conn: &DatabaseConnection) -> Vec<String> {

@@ -1,6 +1,5 @@
 use serde_json::json;
-
-use crate::helpers::{TestApp, on_each_backend};
+use stockroom_test_support::{app::TestApp, racing::on_each_backend};
 
 const DEEP_PAGE: &str = "query($first: Int!) { inventoryItems(first: $first) { edges { node {
     sku levels { stockedQuantity item { sku } location { name } } } } } }";

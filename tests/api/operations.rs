@@ -13,17 +13,16 @@ use std::{
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
-use stripe_webhook::Webhook;
-
-use crate::{
-    helpers::{EmptyDatabase, assert_ledger_matches_levels},
-    server::{ADMIN_KEY, Server, SqliteFile, WEBHOOK_SECRET, free_addr},
-    stripe_webhook::paid,
+use stockroom_test_support::{
+    database::{EmptyDatabase, SqliteFile, scalar},
+    fixtures::PLACE_ORDER,
+    invariants::assert_nothing_half_written,
+    process::{SPAWNED_ADMIN_KEY, Server, WEBHOOK_SECRET, free_addr},
     ws::WsClient,
 };
+use stripe_webhook::Webhook;
 
-pub(crate) const PLACE: &str = "mutation Place($pi: String!, $c: ID!, $lines: [OrderLineInput!]!) {
-    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: $lines }) { id status } }";
+use crate::{STOCKROOM, stripe_webhook::paid};
 
 /// Bound on anything a test waits for, so a broken server fails the test instead of hanging it.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
@@ -48,8 +47,11 @@ impl Http {
 
     /// A GraphQL request with the admin key; `Err` when no HTTP answer came back.
     pub(crate) async fn gql(&self, query: &str, variables: Value) -> Result<Answer, reqwest::Error> {
-        self.post_graphql(json!({ "query": query, "variables": variables }), Some(ADMIN_KEY))
-            .await
+        self.post_graphql(
+            json!({ "query": query, "variables": variables }),
+            Some(SPAWNED_ADMIN_KEY),
+        )
+        .await
     }
 
     async fn post_graphql(&self, body: Value, key: Option<&str>) -> Result<Answer, reqwest::Error> {
@@ -151,57 +153,6 @@ pub(crate) fn order_lines() -> Value {
 
 const ORDER_LINES_METADATA: &str = r#"[{"sku":"HOT","quantity":1},{"sku":"BACK","quantity":1}]"#;
 
-pub(crate) async fn scalar(conn: &DatabaseConnection, sql: &str) -> i64 {
-    let row = conn
-        .query_one_raw(Statement::from_string(conn.get_database_backend(), sql.to_owned()))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
-}
-
-/// Every order is whole: a PLACED one has its lines, a ledger movement per unit taken and
-/// an event per backordered line; a REJECTED one moved nothing. No PaymentIntent has two
-/// orders, the ledger sums to the levels, and event ids have no gaps.
-pub(crate) async fn assert_nothing_half_written(conn: &DatabaseConnection) {
-    for (what, sql) in [
-        (
-            "placed orders without lines",
-            "SELECT COUNT(*) FROM orders o WHERE o.status = 'PLACED'
-             AND NOT EXISTS (SELECT 1 FROM order_line l WHERE l.order_id = o.id)",
-        ),
-        (
-            "placed orders whose ledger does not match their lines",
-            "SELECT COUNT(*) FROM orders o WHERE o.status = 'PLACED' AND
-             (SELECT COALESCE(SUM(-m.delta), 0) FROM stock_movement m WHERE m.order_id = o.id)
-             <> (SELECT COALESCE(SUM(l.quantity), 0) FROM order_line l WHERE l.order_id = o.id)",
-        ),
-        (
-            "rejected orders that moved stock or wrote events",
-            "SELECT COUNT(*) FROM orders o WHERE o.status = 'REJECTED' AND
-             (EXISTS (SELECT 1 FROM stock_movement m WHERE m.order_id = o.id)
-              OR EXISTS (SELECT 1 FROM inventory_event e WHERE e.order_id = o.id))",
-        ),
-        (
-            "orders whose events do not match their backordered lines",
-            "SELECT COUNT(*) FROM orders o WHERE
-             (SELECT COUNT(*) FROM inventory_event e WHERE e.order_id = o.id)
-             <> (SELECT COUNT(*) FROM order_line l WHERE l.order_id = o.id AND l.backordered_quantity > 0)",
-        ),
-        (
-            "PaymentIntents with more than one order",
-            "SELECT COUNT(*) FROM (SELECT payment_intent_id FROM orders GROUP BY payment_intent_id HAVING COUNT(*) > 1) d",
-        ),
-        (
-            "gaps in the event ids",
-            "SELECT COALESCE(MAX(id), 0) - COUNT(*) FROM inventory_event",
-        ),
-    ] {
-        assert_eq!(scalar(conn, sql).await, 0, "{what}");
-    }
-    assert_ledger_matches_levels(conn).await;
-}
-
 /// How one client's PaymentIntent ended, as the client saw it.
 #[derive(Debug, Clone, PartialEq)]
 enum Seen {
@@ -223,7 +174,7 @@ async fn place_until_answered(http: &Http, payment_intent: &str, channel: i32) -
             tokio::time::Instant::now() < deadline,
             "{payment_intent}: no verdict in time"
         );
-        match http.gql(PLACE, variables.clone()).await {
+        match http.gql(PLACE_ORDER, variables.clone()).await {
             Ok((_, body)) if body["data"]["placeOrder"]["id"].is_string() => {
                 let order = &body["data"]["placeOrder"];
                 return Seen::Placed(
@@ -270,7 +221,7 @@ async fn kill_9_under_load_loses_no_acknowledged_order_and_half_writes_nothing()
         return;
     };
     let addr = free_addr();
-    let mut server = Server::start_shop(&database.url, &addr, &[]).await;
+    let mut server = Server::start_shop(STOCKROOM, &database.url, &addr, &[]).await;
     let http = Http::new(&server);
     let channel = open_shop(&http, 400).await;
 
@@ -318,7 +269,7 @@ async fn kill_9_under_load_loses_no_acknowledged_order_and_half_writes_nothing()
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         server.kill().await;
-        server = Server::start_shop(&database.url, &addr, &[]).await;
+        server = Server::start_shop(STOCKROOM, &database.url, &addr, &[]).await;
     }
     for client in clients {
         client.await.unwrap();
@@ -433,10 +384,12 @@ async fn a_database_outage_fails_requests_fast_and_the_server_heals_by_itself() 
         ("STOCKROOM_DB_ACQUIRE_TIMEOUT_MS", "1000"),
         ("STOCKROOM_LOCK_TIMEOUT_MS", "1000"),
     ];
-    let server = Server::start_shop(&database.url, &free_addr(), &bounds).await;
+    let server = Server::start_shop(STOCKROOM, &database.url, &free_addr(), &bounds).await;
     let http = Http::new(&server);
     let channel = open_shop(&http, 100).await;
-    let mut subscriber = WsClient::connect(server.socket_addr(), Some(ADMIN_KEY)).await.unwrap();
+    let mut subscriber = WsClient::connect(server.socket_addr(), Some(SPAWNED_ADMIN_KEY))
+        .await
+        .unwrap();
     // From the start of the log: the subscription may start after the first commit.
     subscriber.subscribe("feed", json!({ "after": "0" })).await;
     assert!(matches!(
@@ -451,7 +404,7 @@ async fn a_database_outage_fails_requests_fast_and_the_server_heals_by_itself() 
     let (status, body) = tokio::time::timeout(
         Duration::from_secs(15),
         http.gql(
-            PLACE,
+            PLACE_ORDER,
             json!({ "pi": "pi_during", "c": channel.to_string(), "lines": order_lines() }),
         ),
     )
@@ -537,7 +490,7 @@ async fn place_behind_a_held_lock(
     let variables = json!({ "pi": payment_intent, "c": channel.to_string(), "lines": order_lines() });
     let placing = tokio::spawn({
         let http = http.clone();
-        async move { http.gql(PLACE, variables).await }
+        async move { http.gql(PLACE_ORDER, variables).await }
     });
     wait_for_lock_waiter(database).await;
     (held, placing)
@@ -552,10 +505,12 @@ async fn sigterm_finishes_work_in_flight_completes_subscriptions_and_exits_0() {
         ("STOCKROOM_LOCK_TIMEOUT_MS", "60000"),
         ("STOCKROOM_SHUTDOWN_GRACE_MS", "60000"),
     ];
-    let mut server = Server::start_shop(&database.url, &free_addr(), &settings).await;
+    let mut server = Server::start_shop(STOCKROOM, &database.url, &free_addr(), &settings).await;
     let http = Http::new(&server);
     let channel = open_shop(&http, 100).await;
-    let mut subscriber = WsClient::connect(server.socket_addr(), Some(ADMIN_KEY)).await.unwrap();
+    let mut subscriber = WsClient::connect(server.socket_addr(), Some(SPAWNED_ADMIN_KEY))
+        .await
+        .unwrap();
     subscriber.subscribe("feed", json!({})).await;
 
     let (held, in_flight) = place_behind_a_held_lock(&database, &http, channel, "pi_in_flight").await;
@@ -599,7 +554,7 @@ async fn a_drain_that_outlasts_the_grace_period_stops_anyway_and_says_so() {
         ("STOCKROOM_LOCK_TIMEOUT_MS", "60000"),
         ("STOCKROOM_SHUTDOWN_GRACE_MS", "300"),
     ];
-    let mut server = Server::start_shop(&database.url, &free_addr(), &settings).await;
+    let mut server = Server::start_shop(STOCKROOM, &database.url, &free_addr(), &settings).await;
     let http = Http::new(&server);
     let channel = open_shop(&http, 100).await;
     let (held, stuck) = place_behind_a_held_lock(&database, &http, channel, "pi_stuck").await;
@@ -632,7 +587,7 @@ async fn both_engines() -> Vec<(String, Box<dyn std::any::Any + Send>)> {
 #[tokio::test]
 async fn hostile_requests_get_clear_errors_while_orders_go_on() {
     for (url, _database) in both_engines().await {
-        let server = Server::start_shop(&url, &free_addr(), &[]).await;
+        let server = Server::start_shop(STOCKROOM, &url, &free_addr(), &[]).await;
         let http = Http::new(&server);
         let channel = open_shop(&http, 1_000_000).await;
         let stop = Arc::new(AtomicBool::new(false));
@@ -644,7 +599,7 @@ async fn hostile_requests_get_clear_errors_while_orders_go_on() {
                     while !stop.load(Ordering::SeqCst) {
                         let pi = format!("pi_normal_{shopper}_{placed}");
                         let variables = json!({ "pi": pi, "c": channel.to_string(), "lines": order_lines() });
-                        let (status, body) = http.gql(PLACE, variables).await.unwrap();
+                        let (status, body) = http.gql(PLACE_ORDER, variables).await.unwrap();
                         assert!(body["data"]["placeOrder"]["id"].is_string(), "{status}: {body}");
                         placed += 1;
                     }
@@ -663,7 +618,7 @@ async fn hostile_requests_get_clear_errors_while_orders_go_on() {
             ),
             (
                 "a wrong type",
-                json!({ "query": PLACE, "variables": { "pi": "pi_x", "c": channel.to_string(), "lines": [{ "sku": "HOT", "quantity": "ten" }] } }),
+                json!({ "query": PLACE_ORDER, "variables": { "pi": "pi_x", "c": channel.to_string(), "lines": [{ "sku": "HOT", "quantity": "ten" }] } }),
             ),
             (
                 "a batch of 1,000 operations",
@@ -673,12 +628,12 @@ async fn hostile_requests_get_clear_errors_while_orders_go_on() {
         let huge_inputs = [
             (
                 "a huge sku",
-                PLACE,
+                PLACE_ORDER,
                 json!({ "pi": "pi_huge_sku", "c": channel.to_string(), "lines": [{ "sku": huge, "quantity": 1 }] }),
             ),
             (
                 "a huge paymentIntentId",
-                PLACE,
+                PLACE_ORDER,
                 json!({ "pi": huge, "c": channel.to_string(), "lines": order_lines() }),
             ),
             (
@@ -701,7 +656,7 @@ async fn hostile_requests_get_clear_errors_while_orders_go_on() {
             hostile.push((what, json!({ "query": query, "variables": variables })));
         }
         for (what, body) in hostile {
-            let (status, answer) = http.post_graphql(body, Some(ADMIN_KEY)).await.unwrap();
+            let (status, answer) = http.post_graphql(body, Some(SPAWNED_ADMIN_KEY)).await.unwrap();
             let brief = brief(&answer);
             assert!((200..500).contains(&status), "{what}: {status} {brief}");
             assert_eq!(code(&answer), "BAD_USER_INPUT", "{what}: {status} {brief}");
@@ -766,7 +721,7 @@ async fn scrape(server: &Server) -> HashMap<String, f64> {
 #[tokio::test]
 async fn metrics_parse_as_prometheus_text_and_move_with_what_happens() {
     let file = SqliteFile::new();
-    let server = Server::start_shop(&file.url(), &free_addr(), &[]).await;
+    let server = Server::start_shop(STOCKROOM, &file.url(), &free_addr(), &[]).await;
     let http = Http::new(&server);
     let channel = open_shop(&http, 1).await;
     let before = scrape(&server).await;
@@ -827,12 +782,12 @@ async fn metrics_parse_as_prometheus_text_and_move_with_what_happens() {
 async fn json_logs_carry_the_request_id_and_operation_and_never_the_key() {
     let file = SqliteFile::new();
     let logging = [("STOCKROOM_LOG_FORMAT", "json"), ("RUST_LOG", "info,tower_http=debug")];
-    let server = Server::start_shop(&file.url(), &free_addr(), &logging).await;
+    let server = Server::start_shop(STOCKROOM, &file.url(), &free_addr(), &logging).await;
     let client = reqwest::Client::new();
     let send = |request_id: Option<&str>| {
         let mut request = client
             .post(format!("{}/graphql", server.url()))
-            .bearer_auth(ADMIN_KEY)
+            .bearer_auth(SPAWNED_ADMIN_KEY)
             .header("content-type", "application/json")
             .body(json!({ "query": "query Stock { stockLocations { id } }" }).to_string());
         if let Some(id) = request_id {
@@ -878,5 +833,5 @@ async fn json_logs_carry_the_request_id_and_operation_and_never_the_key() {
         "{record}"
     );
     let everything = server.logs.lock().unwrap().join("\n");
-    assert!(!everything.contains(ADMIN_KEY), "a key reached the logs");
+    assert!(!everything.contains(SPAWNED_ADMIN_KEY), "a key reached the logs");
 }

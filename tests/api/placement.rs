@@ -3,12 +3,11 @@ use std::collections::HashMap;
 use entity::{inventory_event, inventory_level, order_line, stock_movement};
 use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder, TransactionTrait};
 use serde_json::{Value, json};
-
-use crate::helpers::{Client, Gql, TestApp, on_each_backend, race};
-
-const PLACE: &str = "mutation($pi: String!, $c: ID!, $s: ID, $lines: [OrderLineInput!]!) {
-    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, shippingOptionId: $s, lines: $lines }) {
-        id paymentIntentId status lines { sku quantity backorderedQuantity location { name } } } }";
+use stockroom_test_support::{
+    app::{Client, Gql, TestApp},
+    fixtures::PLACE_ORDER,
+    racing::{on_each_backend, race},
+};
 
 /// Places an order of `lines` (sku, quantity) through `channel`.
 async fn place(
@@ -25,13 +24,12 @@ async fn place(
     let variables = json!({
         "pi": payment_intent, "c": channel.to_string(), "s": shipping.map(|id| id.to_string()), "lines": lines
     });
-    client.gql(PLACE, variables).await
+    client.gql(PLACE_ORDER, variables).await
 }
 
-/// A channel selling from one location, with `sku` stocked there.
+/// The one-location shop, with `sku` stocked there.
 async fn one_location_shop(app: &TestApp, sku: &str, stock: i32, backorder: bool) -> (i32, i32) {
-    let location = app.location("Berlin").await;
-    let channel = app.channel("Web", &[(location, 0)]).await;
+    let (location, channel) = app.one_location_shop().await;
     let item = app.item(sku);
     if backorder {
         item.backorder_level(location, stock).await
@@ -213,8 +211,7 @@ async fn twenty_concurrent_placements_of_one_payment_intent_make_one_order() {
 #[tokio::test]
 async fn two_line_orders_racing_in_opposite_line_order_never_deadlock() {
     on_each_backend(|app| async move {
-        let location = app.location("Berlin").await;
-        let channel = app.channel("Web", &[(location, 0)]).await;
+        let (location, channel) = app.one_location_shop().await;
         app.item("LEFT").level(location, 100).await;
         app.item("RIGHT").level(location, 100).await;
         let client = app.client().clone();

@@ -3,15 +3,17 @@
 
 use std::process::Output;
 
-use crate::{
-    helpers::EmptyDatabase,
-    server::{Server, SqliteFile, command},
+use stockroom_test_support::{
+    database::{EmptyDatabase, SqliteFile},
+    process::{Server, command},
 };
+
+use crate::STOCKROOM;
 
 #[tokio::test]
 async fn every_metric_series_exists_from_the_first_scrape() {
     let file = SqliteFile::new();
-    let server = Server::start(&file.url(), &[("STOCKROOM_DEMO", "0")]).await;
+    let server = Server::start(STOCKROOM, &file.url(), &[("STOCKROOM_DEMO", "0")]).await;
     let (status, metrics) = server.get("/metrics").await;
     assert_eq!(status, 200);
     for series in [
@@ -33,7 +35,11 @@ async fn every_metric_series_exists_from_the_first_scrape() {
 async fn settings_that_would_disable_their_own_bound_stop_the_start_with_a_clear_message() {
     let file = SqliteFile::new();
     for (variable, value) in [("STOCKROOM_LOCK_TIMEOUT_MS", "0"), ("STOCKROOM_EVENT_POLL_MS", "0")] {
-        let Output { status, stderr, .. } = command(&file.url()).env(variable, value).output().await.unwrap();
+        let Output { status, stderr, .. } = command(STOCKROOM, &file.url())
+            .env(variable, value)
+            .output()
+            .await
+            .unwrap();
         let stderr = String::from_utf8_lossy(&stderr);
         assert!(!status.success(), "{variable}={value} started");
         assert!(stderr.contains("not in"), "{variable}: {stderr}");
@@ -49,7 +55,7 @@ async fn three_processes_started_together_on_an_empty_postgres_all_serve_and_see
     let Some(database) = EmptyDatabase::postgres().await else {
         return;
     };
-    let servers = futures_util::future::join_all((0..3).map(|_| Server::start(&database.url, &[]))).await;
+    let servers = futures_util::future::join_all((0..3).map(|_| Server::start(STOCKROOM, &database.url, &[]))).await;
     for server in &servers {
         assert_eq!(server.get("/ready").await.0, 200);
     }
@@ -70,7 +76,7 @@ async fn three_processes_started_together_on_an_empty_postgres_all_serve_and_see
 async fn migrate_applies_the_migrations_apart_from_the_start_and_can_be_repeated() {
     let file = SqliteFile::new();
     for _ in 0..2 {
-        let Output { status, stderr, .. } = command(&file.url()).arg("migrate").output().await.unwrap();
+        let Output { status, stderr, .. } = command(STOCKROOM, &file.url()).arg("migrate").output().await.unwrap();
         assert!(status.success(), "{}", String::from_utf8_lossy(&stderr));
         assert!(String::from_utf8_lossy(&stderr).contains("up to date"));
     }

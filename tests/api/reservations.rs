@@ -1,15 +1,15 @@
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 use serde_json::{Value, json};
-
-use crate::helpers::{Client, Gql, TestApp, on_each_backend, race};
+use stockroom_test_support::{
+    app::{Client, Gql, TestApp},
+    fixtures::PLACE_ORDER,
+    racing::{on_each_backend, race},
+};
 
 const RESERVE: &str = "mutation($key: String!, $c: ID!, $s: ID, $lines: [OrderLineInput!]!, $ttl: Int) {
     reserveStock(input: { key: $key, salesChannelId: $c, shippingOptionId: $s, lines: $lines, ttlSeconds: $ttl }) {
         id key status lines { sku quantity location { name } } } }";
 const RELEASE: &str = "mutation($id: ID!) { releaseReservation(id: $id) { id status } }";
-const PLACE: &str = "mutation($pi: String!, $c: ID!, $s: ID, $key: String, $lines: [OrderLineInput!]!) {
-    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, shippingOptionId: $s, reservationKey: $key, lines: $lines }) {
-        id status lines { sku quantity backorderedQuantity location { name } } } }";
 const AVAILABILITY: &str = "query($c: ID!) { availability(salesChannelId: $c, skus: [\"R-1\"]) { available } }";
 
 fn lines(quantity: i32) -> Value {
@@ -23,7 +23,7 @@ async fn reserve(client: &Client, key: &str, channel: i32, quantity: i32) -> Gql
 
 async fn place(client: &Client, pi: &str, channel: i32, key: Option<&str>, quantity: i32) -> Gql {
     let variables = json!({ "pi": pi, "c": channel.to_string(), "key": key, "lines": lines(quantity) });
-    client.gql(PLACE, variables).await
+    client.gql(PLACE_ORDER, variables).await
 }
 
 async fn available(app: &TestApp, channel: i32) -> i64 {
@@ -35,10 +35,9 @@ async fn available(app: &TestApp, channel: i32) -> i64 {
     response.data()["availability"][0]["available"].as_i64().unwrap()
 }
 
-/// `R-1` stocked `stock` at one location sold by one channel; returns (location, channel).
+/// The one-location shop with `R-1` stocked `stock`; returns (location, channel).
 async fn shop(app: &TestApp, stock: i32) -> (i32, i32) {
-    let location = app.location("Berlin").await;
-    let channel = app.channel("Web", &[(location, 0)]).await;
+    let (location, channel) = app.one_location_shop().await;
     app.item("R-1").level(location, stock).await;
     (location, channel)
 }
@@ -99,7 +98,7 @@ async fn placing_an_order_with_the_key_commits_the_reservation_at_its_location()
         let id = held.data()["reserveStock"]["id"].clone();
 
         let variables = json!({ "pi": "pi_1", "c": channel.to_string(), "s": ship_far.to_string(), "key": "cart-1", "lines": lines(2) });
-        let order = app.gql(PLACE, variables).await;
+        let order = app.gql(PLACE_ORDER, variables).await;
         assert_eq!(order.data()["placeOrder"]["lines"][0]["location"]["name"], "Near", "the held level is used");
         let level = app.level("R-1", near).await;
         assert_eq!((level.stocked_quantity, level.reserved_quantity), (1, 0));
@@ -269,10 +268,6 @@ async fn commits_and_releases_racing_on_the_same_reservations_leave_consistent_s
     .await;
 }
 
-const PLACE_LINES: &str = "mutation($pi: String!, $c: ID!, $key: String, $lines: [OrderLineInput!]!) {
-    placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, reservationKey: $key, lines: $lines }) {
-        id status lines { sku quantity backorderedQuantity location { name } } } }";
-
 /// Waits until PostgreSQL shows a backend waiting for a lock (the order under test).
 async fn until_a_lock_is_awaited(app: &TestApp) {
     let sql =
@@ -319,8 +314,7 @@ async fn commit_a_hold_that_expires_while_waiting_for_the_lock(backorder: bool) 
     let Some(app) = TestApp::postgres_with(|_| {}).await else {
         return;
     };
-    let location = app.location("Berlin").await;
-    let channel = app.channel("Web", &[(location, 0)]).await;
+    let (location, channel) = app.one_location_shop().await;
     if backorder {
         app.item("R-1").backorder_level(location, 10).await;
     } else {
@@ -403,7 +397,7 @@ async fn a_reservation_holding_one_sku_at_two_levels_commits_from_both() {
             assert_eq!(held_at, [&json!("First"), &json!("Second")]);
 
             let variables = json!({ "pi": "pi_1", "c": channel.to_string(), "key": "cart", "lines": two_lines });
-            let order = app.gql(PLACE_LINES, variables).await;
+            let order = app.gql(PLACE_ORDER, variables).await;
             assert_eq!(
                 order.data()["placeOrder"]["lines"],
                 json!([

@@ -1,7 +1,11 @@
 use axum::{body::Body, http::Request};
 use serde_json::json;
-
-use crate::helpers::on_each_backend;
+use stockroom_test_support::{
+    app::{APP_ADMIN_KEY, TestApp},
+    chaos::ChaosProxy,
+    fixtures::{PLACE_ORDER_ID, place_order_variables},
+    racing::on_each_backend,
+};
 
 #[test]
 fn schema_file_matches_the_served_schema() {
@@ -66,12 +70,10 @@ async fn health_and_readiness_answer() {
 #[tokio::test]
 async fn metrics_are_served_in_prometheus_text_format() {
     on_each_backend(|app| async move {
-        let location = app.location("Berlin").await;
-        let channel = app.channel("Web", &[(location, 0)]).await;
+        let (location, channel) = app.one_location_shop().await;
         app.item("M-1").level(location, 1).await;
-        let place = "mutation($c: ID!) { placeOrder(input: { paymentIntentId: \"pi_metrics\", salesChannelId: $c,
-            lines: [{ sku: \"M-1\", quantity: 1 }] }) { id } }";
-        app.gql(place, json!({ "c": channel.to_string() })).await.data();
+        let variables = place_order_variables("pi_metrics", channel, &[("M-1", 1)]);
+        app.gql(PLACE_ORDER_ID, variables).await.data();
         let (status, body) = app
             .client()
             .send(Request::get("/metrics").body(Body::empty()).unwrap())
@@ -92,7 +94,7 @@ async fn queries_work_over_get_but_mutations_need_post() {
         let get = |query: &str| {
             let uri = format!("/graphql?query={}", query.replace(' ', "%20").replace('"', "%22"));
             Request::get(uri)
-                .header("authorization", format!("Bearer {}", crate::helpers::ADMIN_KEY))
+                .header("authorization", format!("Bearer {APP_ADMIN_KEY}"))
                 .body(Body::empty())
                 .unwrap()
         };
@@ -110,10 +112,8 @@ async fn queries_work_over_get_but_mutations_need_post() {
 
 #[tokio::test]
 async fn readiness_follows_the_database() {
-    let proxy = crate::helpers::ChaosProxy::start().await;
-    let Some(app) =
-        crate::helpers::TestApp::postgres_through(&proxy, |config| config.db_acquire_timeout_ms = 500).await
-    else {
+    let proxy = ChaosProxy::start().await;
+    let Some(app) = TestApp::postgres_through(&proxy, |config| config.db_acquire_timeout_ms = 500).await else {
         return;
     };
     let ready = || Request::get("/ready").body(Body::empty()).unwrap();
@@ -122,7 +122,7 @@ async fn readiness_follows_the_database() {
     assert_eq!(app.client().send(ready()).await.0, 503);
     let query = Request::post("/graphql")
         .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {}", crate::helpers::ADMIN_KEY))
+        .header("authorization", format!("Bearer {APP_ADMIN_KEY}"))
         .body(Body::from(json!({ "query": "{ stockLocations { id } }" }).to_string()))
         .unwrap();
     let (status, body) = app.client().send(query).await;

@@ -1,6 +1,8 @@
 use serde_json::{Value, json};
-
-use crate::helpers::{on_each_backend, race};
+use stockroom_test_support::{
+    app::Gql,
+    racing::{on_each_backend, race},
+};
 
 const SET_LEVEL: &str = "mutation($sku: String!, $l: ID!, $q: Int!, $b: Boolean, $v: Int) {
     setStockLevel(input: { sku: $sku, stockLocationId: $l, stockedQuantity: $q, allowBackorder: $b, expectedVersion: $v }) {
@@ -11,7 +13,7 @@ const ADJUST: &str = "mutation($sku: String!, $l: ID!, $d: Int!, $r: String, $v:
 const MOVEMENTS: &str = "query($sku: String!, $l: ID) { stockMovements(sku: $sku, stockLocationId: $l) {
     edges { node { sku delta reservedDelta reason stockedAfter reservedAfter note location { name } } } } }";
 
-fn movements(response: &crate::helpers::Gql) -> Vec<Value> {
+fn movements(response: &Gql) -> Vec<Value> {
     response.data()["stockMovements"]["edges"]
         .as_array()
         .unwrap()

@@ -1,6 +1,8 @@
 use serde_json::json;
-
-use crate::helpers::on_each_backend;
+use stockroom_test_support::{
+    fixtures::{PLACE_ORDER_ID, place_order_variables},
+    racing::{on_each_backend, race},
+};
 
 const AVAILABILITY: &str = "query($c: ID!, $skus: [String!]!) {
     availability(salesChannelId: $c, skus: $skus) { sku available inStock backorderable } }";
@@ -46,6 +48,15 @@ async fn availability_rejects_unknown_channels_and_oversized_requests() {
         let skus: Vec<String> = (0..251).map(|i| format!("S-{i}")).collect();
         let too_many = anonymous.gql(AVAILABILITY, json!({ "c": channel, "skus": skus })).await;
         assert_eq!(too_many.error_code(), Some("BAD_USER_INPUT"));
+        // No skus (or only malformed ones) still tells a known channel from an unknown one.
+        let none = anonymous.gql(AVAILABILITY, json!({ "c": channel, "skus": [] })).await;
+        assert_eq!(none.data()["availability"], json!([]));
+        let malformed = anonymous
+            .gql(AVAILABILITY, json!({ "c": channel, "skus": ["bad sku"] }))
+            .await;
+        assert_eq!(malformed.data()["availability"][0]["available"], 0);
+        let none_unknown = anonymous.gql(AVAILABILITY, json!({ "c": "999", "skus": [] })).await;
+        assert_eq!(none_unknown.error_code(), Some("NOT_FOUND"));
     })
     .await;
 }
@@ -145,17 +156,13 @@ async fn shared_availability_reads_never_answer_from_before_they_were_asked() {
         let sold = Arc::new(AtomicI64::new(0));
         let selling = Arc::new(AtomicBool::new(true));
         let client = app.client().clone();
-        let outcomes = crate::helpers::race(READERS + 1, |task| {
+        let outcomes = race(READERS + 1, |task| {
             let (client, channel, sold, selling) = (client.clone(), channel.clone(), sold.clone(), selling.clone());
             async move {
                 if task == READERS {
                     for order in 0..STOCK {
-                        let placed = client
-                            .gql(
-                                "mutation($pi: String!, $c: ID!) { placeOrder(input: { paymentIntentId: $pi, salesChannelId: $c, lines: [{ sku: \"HOT\", quantity: 1 }] }) { id } }",
-                                json!({ "pi": format!("pi_{order}"), "c": channel }),
-                            )
-                            .await;
+                        let variables = place_order_variables(&format!("pi_{order}"), &channel, &[("HOT", 1)]);
+                        let placed = client.gql(PLACE_ORDER_ID, variables).await;
                         assert!(placed.error_code().is_none(), "{:?}", placed.0);
                         sold.fetch_add(1, Ordering::SeqCst);
                     }
@@ -194,7 +201,10 @@ async fn shared_availability_reads_never_answer_from_before_they_were_asked() {
             }
         })
         .await;
-        assert!(outcomes.iter().sum::<i32>() > 0, "the readers read while the orders sold");
+        assert!(
+            outcomes.iter().sum::<i32>() > 0,
+            "the readers read while the orders sold"
+        );
         let read = app
             .client()
             .anonymous()

@@ -6,10 +6,13 @@ use std::sync::{
 use axum::{Router, body::Body, http::Request, routing::post};
 use serde_json::{Value, json};
 use stockroom::Config;
+use stockroom_test_support::{
+    app::TestApp,
+    chaos::ChaosProxy,
+    racing::{on_each_backend_with, race},
+};
 use stripe_webhook::Webhook;
 use tokio::net::TcpListener;
-
-use crate::helpers::{ChaosProxy, TestApp, on_each_backend_with, race};
 
 const SECRET: &str = "whsec_test_current";
 const OLD_SECRET: &str = "whsec_test_previous";
@@ -72,9 +75,9 @@ async fn order_status(app: &TestApp, payment_intent: &str) -> Value {
     app.gql(query, json!({ "pi": payment_intent })).await.data()["orderByPaymentIntent"].clone()
 }
 
+/// The one-location shop with `A-1` stocked `stock`; returns (location, channel).
 async fn shop(app: &TestApp, stock: i32) -> (i32, i32) {
-    let location = app.location("Berlin").await;
-    let channel = app.channel("Web", &[(location, 0)]).await;
+    let (location, channel) = app.one_location_shop().await;
     app.item("A-1").level(location, stock).await;
     (location, channel)
 }

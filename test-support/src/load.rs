@@ -1,5 +1,6 @@
-//! Driving the real server under load: spawn the release binary, send GraphQL over HTTP,
-//! run many clients for a while and summarise their latencies. Shared by the HTTP benches.
+//! Driving the real server under load, for the HTTP benches: spawn the release binary
+//! ([`start_server`]), send GraphQL over HTTP, run many clients for a while and summarise
+//! their latencies ([`drive`], [`Run`]), and write the results into `BENCHMARKS.md`.
 
 use std::{
     collections::BTreeMap,
@@ -11,14 +12,12 @@ use std::{
 
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::Command,
-    sync::Mutex,
-};
+use tokio::{process::Command, sync::Mutex};
 
-/// The admin key the spawned server accepts.
-pub const ADMIN_KEY: &str = "srk_http_bench_key";
+use crate::process;
+
+/// The admin key the server started by [`start_server`] accepts.
+pub const BENCH_ADMIN_KEY: &str = "srk_http_bench_key";
 
 /// What one measured run of many clients produced.
 #[derive(Default, Clone)]
@@ -44,45 +43,37 @@ impl Run {
 
 /// The server under test: the release binary, on its own database; killed when dropped.
 pub struct Server {
-    _child: tokio::process::Child,
+    _process: process::Server,
     /// `http://host:port/graphql`.
     pub url: String,
 }
 
-/// Starts the `stockroom` binary on `database_url` and waits until it serves.
-pub async fn start_server(database_url: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stockroom"))
+/// Starts `binary` (`env!("CARGO_BIN_EXE_stockroom")`) on `database_url` and waits until it
+/// serves. It inherits the bench's environment and stderr.
+pub async fn start_server(binary: &str, database_url: &str) -> Server {
+    let mut command = Command::new(binary);
+    command
         .env("DATABASE_URL", database_url)
         .env("STOCKROOM_ADDR", "127.0.0.1:0")
-        .env("STOCKROOM_ADMIN_KEY", ADMIN_KEY)
+        .env("STOCKROOM_ADMIN_KEY", BENCH_ADMIN_KEY)
         .env("STOCKROOM_DEMO", "0")
         // The benches' anonymous readers are many clients on one address: unlimited.
         .env("STOCKROOM_ANONYMOUS_RATE", "0")
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the stockroom binary");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read stdout")
-            .expect("the server exited");
-        if let Some(rest) = line.split("http://").nth(1) {
-            break format!("http://{}", rest.trim());
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server { _child: child, url }
+        .kill_on_drop(true);
+    let process = process::Server::spawn(command).await;
+    Server {
+        url: format!("{}/graphql", process.url()),
+        _process: process,
+    }
 }
 
 /// Sends one GraphQL request as admin; returns the response body.
 pub async fn gql(http: &reqwest::Client, url: &str, query: &str, variables: Value) -> Value {
     http.post(url)
-        .bearer_auth(ADMIN_KEY)
+        .bearer_auth(BENCH_ADMIN_KEY)
         .json(&json!({ "query": query, "variables": variables }))
         .send()
         .await
@@ -96,7 +87,7 @@ pub async fn gql(http: &reqwest::Client, url: &str, query: &str, variables: Valu
 pub async fn try_gql(http: &reqwest::Client, url: &str, query: &str, variables: Value) -> Result<Value, String> {
     let answer = http
         .post(url)
-        .bearer_auth(ADMIN_KEY)
+        .bearer_auth(BENCH_ADMIN_KEY)
         .json(&json!({ "query": query, "variables": variables }))
         .send()
         .await
@@ -164,10 +155,11 @@ where
     }
 }
 
-/// Replaces the section of `BENCHMARKS.md` between `<!-- {name}:begin -->` and
-/// `<!-- {name}:end -->` with `content` (or appends it).
+/// Replaces the section of the workspace's `BENCHMARKS.md` between `<!-- {name}:begin -->`
+/// and `<!-- {name}:end -->` with `content` (or appends it).
 pub fn write_benchmarks_section(name: &str, content: &str) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
+    // This crate lives one directory below the workspace root.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../BENCHMARKS.md");
     let (begin, end) = (format!("<!-- {name}:begin -->"), format!("<!-- {name}:end -->"));
     let current = std::fs::read_to_string(path).unwrap_or_default();
     let section = format!("{begin}\n{content}\n{end}");

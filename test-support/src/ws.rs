@@ -1,4 +1,4 @@
-//! A graphql-transport-ws client for the tests, speaking the protocol message by message.
+//! A graphql-transport-ws client ([`WsClient`]), speaking the protocol message by message.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -40,6 +40,7 @@ impl WsClient {
         }
     }
 
+    /// Sends one protocol message.
     pub async fn send(&mut self, message: Value) {
         self.socket.send(Message::text(message.to_string())).await.unwrap();
     }
@@ -65,6 +66,7 @@ impl WsClient {
         }
     }
 
+    /// Subscribes to [`SUBSCRIBE`] as subscription `id`, with `variables`.
     pub async fn subscribe(&mut self, id: &str, variables: Value) {
         self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": SUBSCRIBE, "variables": variables } }))
             .await;
@@ -78,6 +80,7 @@ impl WsClient {
         message["payload"]["data"]["backorderEvents"].clone()
     }
 
+    /// Ends subscription `id`.
     pub async fn complete(&mut self, id: &str) {
         self.send(json!({ "id": id, "type": "complete" })).await;
     }

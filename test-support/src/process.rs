@@ -1,9 +1,10 @@
-//! The real `stockroom` binary, spawned as an operator starts it, for the tests that
-//! crash it, stop it, or cut its database.
+//! The real `stockroom` binary, spawned as an operator starts it ([`Server`]), for the
+//! tests that crash it, stop it, or cut its database, and for the HTTP benches (see
+//! [`crate::load`]). Cargo tells only the root package's tests and benches where the
+//! binary is (`env!("CARGO_BIN_EXE_stockroom")`), so they pass its path in.
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
     process::{ExitStatus, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
@@ -13,13 +14,17 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
     process::{Child, Command},
+    task::JoinHandle,
 };
 
 /// How long a process may take to migrate, seed and start listening.
 const START_PATIENCE: Duration = Duration::from_secs(60);
 
-/// The admin key every spawned server is started with (see [`Server::start_shop`]).
-pub const ADMIN_KEY: &str = "srk_spawned_admin_key_0123456789";
+/// The admin key every server spawned by [`Server::start_shop`] accepts.
+pub const SPAWNED_ADMIN_KEY: &str = "srk_spawned_admin_key_0123456789";
+
+/// The secret servers spawned by [`Server::start_shop`] verify Stripe webhooks with.
+pub const WEBHOOK_SECRET: &str = "whsec_spawned_server";
 
 /// A running `stockroom` process, killed when dropped.
 pub struct Server {
@@ -27,15 +32,15 @@ pub struct Server {
     pub addr: String,
     /// What it printed at start-up: up to its "serving" line, and the line about keys after it.
     pub banner: Vec<String>,
-    /// Every line it wrote to stderr (its logs) so far.
+    /// Every line it wrote to stderr (its logs) so far, if its stderr was piped.
     pub logs: Arc<Mutex<Vec<String>>>,
     /// Reads its stderr into `logs`; ends when the process has exited.
-    log_reader: Option<tokio::task::JoinHandle<()>>,
+    log_reader: Option<JoinHandle<()>>,
 }
 
-/// The command that starts the binary on `database_url` with nothing inherited but `PATH`.
-pub fn command(database_url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stockroom"));
+/// The command that starts `binary` on `database_url` with nothing inherited but `PATH`.
+pub fn command(binary: &str, database_url: &str) -> Command {
+    let mut command = Command::new(binary);
     command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -55,13 +60,34 @@ pub fn free_addr() -> String {
 }
 
 impl Server {
-    /// Starts the binary with `envs` and waits until it listens.
-    pub async fn start(database_url: &str, envs: &[(&str, &str)]) -> Server {
-        let mut child = command(database_url)
-            .envs(envs.iter().copied())
-            .spawn()
-            .expect("spawn stockroom");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    /// Starts `binary` on `database_url` (see [`command`]) with `envs` and waits until it
+    /// listens.
+    pub async fn start(binary: &str, database_url: &str, envs: &[(&str, &str)]) -> Server {
+        let mut command = command(binary, database_url);
+        command.envs(envs.iter().copied());
+        Server::spawn(command).await
+    }
+
+    /// Starts a server on PostgreSQL or SQLite at `addr` with [`SPAWNED_ADMIN_KEY`],
+    /// webhooks signed with [`WEBHOOK_SECRET`], no demo data and no anonymous rate limit,
+    /// plus `envs`.
+    pub async fn start_shop(binary: &str, database_url: &str, addr: &str, envs: &[(&str, &str)]) -> Server {
+        let mut all = vec![
+            ("STOCKROOM_ADDR", addr),
+            ("STOCKROOM_ADMIN_KEY", SPAWNED_ADMIN_KEY),
+            ("STOCKROOM_DEMO", "0"),
+            ("STOCKROOM_ANONYMOUS_RATE", "0"),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ];
+        all.extend_from_slice(envs);
+        Server::start(binary, database_url, &all).await
+    }
+
+    /// Spawns `command`, whose stdout must be piped, and waits until it listens. If its
+    /// stderr is piped too, every line is echoed and kept in `logs`.
+    pub async fn spawn(mut command: Command) -> Server {
+        let mut child = command.spawn().expect("spawn stockroom");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
         let mut banner = Vec::new();
         let serving = tokio::time::timeout(START_PATIENCE, async {
             while let Some(line) = lines.next_line().await.unwrap() {
@@ -77,43 +103,31 @@ impl Server {
         .expect("the server started in time");
         let Some(addr) = serving else {
             let mut stderr = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut stderr).await.ok();
+            if let Some(mut pipe) = child.stderr.take() {
+                pipe.read_to_string(&mut stderr).await.ok();
+            }
             panic!("the server exited before serving: {banner:?}\n{stderr}");
         };
         // Keep reading what it prints, so that it never writes into a full or closed pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log_reader = tokio::spawn({
+        let log_reader = child.stderr.take().map(|pipe| {
+            let mut stderr = BufReader::new(pipe).lines();
             let logs = logs.clone();
-            async move {
+            tokio::spawn(async move {
                 while let Ok(Some(line)) = stderr.next_line().await {
                     eprintln!("stockroom: {line}");
                     logs.lock().unwrap().push(line);
                 }
-            }
+            })
         });
         Server {
             child,
             addr,
             banner,
             logs,
-            log_reader: Some(log_reader),
+            log_reader,
         }
-    }
-
-    /// Starts a server on PostgreSQL or SQLite at `addr` with `ADMIN_KEY`, webhooks signed
-    /// with `webhook_secret`, no demo data and no anonymous rate limit, plus `envs`.
-    pub async fn start_shop(database_url: &str, addr: &str, envs: &[(&str, &str)]) -> Server {
-        let mut all = vec![
-            ("STOCKROOM_ADDR", addr),
-            ("STOCKROOM_ADMIN_KEY", ADMIN_KEY),
-            ("STOCKROOM_DEMO", "0"),
-            ("STOCKROOM_ANONYMOUS_RATE", "0"),
-            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
-        ];
-        all.extend_from_slice(envs);
-        Server::start(database_url, &all).await
     }
 
     /// The address it listens on.
@@ -182,31 +196,5 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.child.start_kill().ok();
-    }
-}
-
-/// The secret spawned servers verify Stripe webhooks with.
-pub const WEBHOOK_SECRET: &str = "whsec_spawned_server";
-
-/// A throw-away SQLite file (removed when dropped).
-pub struct SqliteFile(PathBuf);
-
-impl SqliteFile {
-    pub fn new() -> SqliteFile {
-        SqliteFile(std::env::temp_dir().join(format!("stockroom_proc_{}.sqlite", uuid::Uuid::new_v4().simple())))
-    }
-
-    pub fn url(&self) -> String {
-        format!("sqlite://{}?mode=rwc", self.0.display())
-    }
-}
-
-impl Drop for SqliteFile {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut file = self.0.clone().into_os_string();
-            file.push(suffix);
-            std::fs::remove_file(file).ok();
-        }
     }
 }
