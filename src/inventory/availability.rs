@@ -265,3 +265,36 @@ fn take_batch(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
     };
     waiting.drain(..fitting).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reads(lists: &[Vec<String>]) -> Vec<Waiting> {
+        lists
+            .iter()
+            .map(|skus| Waiting {
+                skus: skus.clone(),
+                reply: oneshot::channel().0,
+            })
+            .collect()
+    }
+
+    fn skus(prefix: &str, count: usize) -> Vec<String> {
+        (0..count).map(|index| format!("{prefix}-{index}")).collect()
+    }
+
+    #[test]
+    fn a_batch_counts_each_sku_once_however_many_reads_ask_for_it() {
+        // Twenty shoppers on one 250-sku page: one statement for all of them.
+        let mut waiting = reads(&vec![skus("PAGE", MAX_SKUS); 20]);
+        assert_eq!(take_batch(&mut waiting).len(), 20);
+        assert!(waiting.is_empty());
+
+        // Distinct pages fill a statement up to its limit; the rest wait for the next.
+        let mut waiting = reads(&[skus("A", 400), skus("B", 400), skus("A", 250), skus("C", 400)]);
+        assert_eq!(take_batch(&mut waiting).len(), 3);
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(take_batch(&mut waiting).len(), 1);
+    }
+}

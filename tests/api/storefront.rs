@@ -34,6 +34,34 @@ async fn availability_sums_mapped_locations_and_never_goes_negative() {
                 { "sku": "bad sku", "available": 0, "inStock": false, "backorderable": false },
             ])
         );
+        // Lists of other lengths (SQLite pads its list of skus to a power of two with the
+        // last one) and a sku asked twice: every asked sku answered, in the order asked.
+        let response = anonymous
+            .gql(
+                AVAILABILITY,
+                json!({ "c": channel.to_string(), "skus": ["B-1", "A-1", "B-1"] }),
+            )
+            .await;
+        let answered: Vec<(&str, i64)> = response.data()["availability"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|answer| (answer["sku"].as_str().unwrap(), answer["available"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(answered, [("B-1", 2), ("A-1", 7), ("B-1", 2)]);
+        let response = anonymous
+            .gql(
+                AVAILABILITY,
+                json!({ "c": channel.to_string(), "skus": ["C-1", "NOPE", "A-1", "X", "Y"] }),
+            )
+            .await;
+        let available: Vec<i64> = response.data()["availability"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|answer| answer["available"].as_i64().unwrap())
+            .collect();
+        assert_eq!(available, [0, 0, 7, 0, 0]);
     })
     .await;
 }
