@@ -273,23 +273,29 @@ pub fn read_query_string(query: Option<&str>) -> Result<async_graphql::Request, 
 /// Longest query text whose parsed document is kept.
 const MAX_KEPT_QUERY_BYTES: usize = 8 * 1024;
 
-/// Query text kept in all, in bytes (each document takes a small multiple in memory).
-const KEPT_QUERY_BYTES: u64 = 1024 * 1024;
+/// Memory the kept documents may take, estimated as below.
+const KEPT_DOCUMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A parsed document takes up to about this many bytes per byte of its text (a
+/// selection is ~200 bytes in memory and can be two characters of text, `a `).
+const DOCUMENT_BYTES_PER_TEXT_BYTE: usize = 100;
 
 /// Parsed documents by query text. Storefronts and checkouts send the same few texts
 /// with new variables each time, and parsing (async-graphql's grammar) took a sixth of
-/// the server's CPU per storefront read. Only texts sent with variables are kept: a text
-/// with its inputs written inline is rarely sent twice. Bounded by text length, so a
-/// stream of distinct texts only evicts.
+/// the server's CPU per storefront read. Only documents that declare variables are kept:
+/// a text with its inputs written inline is rarely sent twice. Bounded by an estimate of
+/// their memory, so a stream of distinct texts, keyed or not, only evicts.
 #[derive(Clone)]
 pub struct ParsedDocuments(moka::sync::Cache<String, ExecutableDocument>);
 
 impl Default for ParsedDocuments {
     fn default() -> Self {
-        let weight = |query: &String, _: &ExecutableDocument| u32::try_from(query.len()).unwrap_or(u32::MAX);
+        let weight = |query: &String, _: &ExecutableDocument| {
+            u32::try_from(query.len().saturating_mul(DOCUMENT_BYTES_PER_TEXT_BYTE)).unwrap_or(u32::MAX)
+        };
         ParsedDocuments(
             moka::sync::Cache::builder()
-                .max_capacity(KEPT_QUERY_BYTES)
+                .max_capacity(KEPT_DOCUMENT_BYTES)
                 .weigher(weight)
                 .build(),
         )
@@ -298,18 +304,23 @@ impl Default for ParsedDocuments {
 
 impl ParsedDocuments {
     /// Parses `request`'s document into it, or copies it from the last time its text was
-    /// seen. A text that does not parse is left for execution to report.
-    pub fn parse(&self, request: &mut async_graphql::Request) {
-        let keep = !request.variables.is_empty() && request.query.len() <= MAX_KEPT_QUERY_BYTES;
-        if !keep {
-            return;
-        }
-        if let Some(document) = self.0.get(&request.query) {
+    /// seen; the error if it does not parse (answered without parsing it again).
+    pub fn parse(&self, request: &mut async_graphql::Request) -> Result<(), ServerError> {
+        let keepable = request.query.len() <= MAX_KEPT_QUERY_BYTES;
+        if keepable && let Some(document) = self.0.get(&request.query) {
             request.set_parsed_query(document);
-        } else if let Ok(document) = request.parsed_query() {
+            return Ok(());
+        }
+        let document = request.parsed_query()?;
+        let declares_variables = document
+            .operations
+            .iter()
+            .any(|(_, operation)| !operation.node.variable_definitions.is_empty());
+        if keepable && declares_variables {
             let document = document.clone();
             self.0.insert(request.query.clone(), document);
         }
+        Ok(())
     }
 }
 
@@ -325,6 +336,7 @@ pub fn operation_name(request: &mut async_graphql::Request) -> Option<String> {
     if let Some(name) = &request.operation_name {
         return Some(name.clone());
     }
+    // Parsed already, if it parses at all ([`ParsedDocuments::parse`]).
     let document: Result<&ExecutableDocument, ServerError> = request.parsed_query();
     match &document.ok()?.operations {
         DocumentOperations::Multiple(operations) if operations.len() == 1 => {
@@ -429,23 +441,23 @@ mod tests {
     }
 
     #[test]
-    fn documents_sent_with_variables_are_parsed_once_and_named() {
+    fn documents_that_declare_variables_are_parsed_once_and_named() {
         let documents = ParsedDocuments::default();
         let text = "query Shelf($s: [String!]!) { availability(salesChannelId: \"1\", skus: $s) { sku } }";
-        let mut first = with_variables(text);
-        documents.parse(&mut first);
+        documents.parse(&mut with_variables(text)).unwrap();
         assert!(documents.0.contains_key(text));
         // The second request gets the kept document and names its operation from it.
         let mut second = with_variables(text);
-        documents.parse(&mut second);
+        documents.parse(&mut second).unwrap();
         assert_eq!(operation_name(&mut second).as_deref(), Some("Shelf"));
 
+        // Inputs written inline, even with (undeclared) variables sent along.
         let inline = "{ availability(salesChannelId: \"1\", skus: [\"A\"]) { sku } }";
-        documents.parse(&mut async_graphql::Request::new(inline));
+        documents.parse(&mut with_variables(inline)).unwrap();
         let long = format!("query Q($s: [String!]!) {{ a {} }}", " ".repeat(MAX_KEPT_QUERY_BYTES));
-        documents.parse(&mut with_variables(&long));
+        documents.parse(&mut with_variables(&long)).unwrap();
         let broken = "query Q($s: [String!]!) { a ";
-        documents.parse(&mut with_variables(broken));
+        assert!(documents.parse(&mut with_variables(broken)).is_err());
         documents.0.run_pending_tasks();
         for not_kept in [inline, long.as_str(), broken] {
             assert!(!documents.0.contains_key(not_kept), "kept {not_kept:.40}");

@@ -167,21 +167,28 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
         );
         return MediaType::Json.refuse(&refused);
     };
-    let mut request = match read_request(&state, parts.method == Method::GET, &parts, body).await {
-        Ok(request) => request,
+    let (mut request, unparsable) = match read_request(&state, parts.method == Method::GET, &parts, body).await {
+        Ok(read) => read,
         Err(refused) => return media_type.refuse(&refused),
     };
-    let operation = graphql::operation_name(&mut request);
+    let operation = match unparsable {
+        None => graphql::operation_name(&mut request),
+        Some(_) => request.operation_name.clone(),
+    };
     if let Some(name) = &operation {
         tracing::Span::current().record("operation", name.as_str());
     }
-    let response = match state.app.keys.authenticate(authorization).await {
+    let caller = match state.app.keys.authenticate(authorization).await {
+        Ok(caller) => caller,
+        Err(err) => return media_type.refuse(&err.into()),
+    };
+    let response = match unparsable {
+        Some(error) => async_graphql::Response::from_errors(vec![error]),
         // One GraphQL request multiplexes hundreds of resolver futures in one task. Under
         // tokio's cooperative budget the task would be forced to yield part-way through
         // waking them, and the DataLoader's batch window would close on half a batch.
         // Depth and complexity limits bound the work done without yielding.
-        Ok(caller) => tokio::task::coop::unconstrained(state.schema.execute(request.data(caller))).await,
-        Err(err) => return media_type.refuse(&err.into()),
+        None => tokio::task::coop::unconstrained(state.schema.execute(request.data(caller))).await,
     };
     let outcome = response.errors.first().map_or("ok", |error| {
         match error.extensions.as_ref().and_then(|extensions| extensions.get("code")) {
@@ -194,22 +201,24 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
     media_type.respond(response)
 }
 
-/// Reads the GraphQL request out of a `GET` query string or a `POST` body. The body is
-/// read only after its headers passed, and never past `STOCKROOM_MAX_BODY_BYTES`.
+/// Reads the GraphQL request out of a `GET` query string or a `POST` body, and parses its
+/// document once: with it comes the parse error, if any, to answer with instead of running
+/// it. The body is read only after its headers passed, and never past
+/// `STOCKROOM_MAX_BODY_BYTES`.
 async fn read_request(
     state: &HttpState,
     is_get: bool,
     parts: &axum::http::request::Parts,
     body: axum::body::Body,
-) -> Result<async_graphql::Request, graphql::Refusal> {
+) -> Result<(async_graphql::Request, Option<async_graphql::ServerError>), graphql::Refusal> {
     if is_get {
         let mut request = graphql::read_query_string(parts.uri.query())?;
-        state.documents.parse(&mut request);
+        let unparsable = state.documents.parse(&mut request).err();
         // GET must be safe (GraphQL over HTTP): links, prefetchers and caches may repeat it.
-        if graphql::selects_mutation(&mut request) {
+        if unparsable.is_none() && graphql::selects_mutation(&mut request) {
             return Err(graphql::refusal(StatusCode::METHOD_NOT_ALLOWED, "mutations need POST"));
         }
-        return Ok(request);
+        return Ok((request, unparsable));
     }
     graphql::check_post_headers(&parts.headers)?;
     let limit = state.app.config.max_body_bytes;
@@ -226,8 +235,8 @@ async fn read_request(
             }
         })?;
     let mut request = graphql::read_post_body(&bytes)?;
-    state.documents.parse(&mut request);
-    Ok(request)
+    let unparsable = state.documents.parse(&mut request).err();
+    Ok((request, unparsable))
 }
 
 /// Subscriptions over WebSocket (graphql-transport-ws, and legacy graphql-ws). The API

@@ -13,9 +13,11 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    panic::AssertUnwindSafe,
     sync::{Arc, Mutex, PoisonError},
 };
 
+use futures_util::FutureExt as _;
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
 use tokio::sync::oneshot;
 
@@ -158,6 +160,9 @@ fn answer(skus: &[String], totals: &Totals) -> Vec<SkuAvailability> {
 /// Most skus one shared statement asks for; callers beyond wait for the next one.
 const MAX_SHARED_SKUS: usize = 1_000;
 
+/// Most reads one shared statement answers: bounds the work done under the queue's lock.
+const MAX_SHARED_READS: usize = 256;
+
 /// Storefront reads, shared: while a statement for a channel runs, the reads that arrive
 /// for that channel wait, and the next statement answers all of them at once. During a
 /// drop, when every shopper looks at the same product, the database answers a handful of
@@ -234,7 +239,12 @@ impl Reads {
                 .collect();
             asked.sort_unstable();
             asked.dedup();
-            let totals = totals(&db, channel_id, &asked).await;
+            // A panic must not leave the channel marked as served with nobody serving it:
+            // every later read would wait forever. Its reads get an error instead.
+            let totals = AssertUnwindSafe(totals(&db, channel_id, &asked))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(Error::Internal("an availability statement panicked".into())));
             crate::metrics::availability_batch(batch.len());
             for waiting in batch {
                 let answered = totals
@@ -256,6 +266,7 @@ fn take_batch(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
         let mut union: HashSet<&str> = HashSet::new();
         waiting
             .iter()
+            .take(MAX_SHARED_READS)
             .take_while(|read| {
                 union.extend(read.skus.iter().map(String::as_str));
                 union.len() <= MAX_SHARED_SKUS
@@ -296,5 +307,10 @@ mod tests {
         assert_eq!(take_batch(&mut waiting).len(), 3);
         assert_eq!(waiting.len(), 1);
         assert_eq!(take_batch(&mut waiting).len(), 1);
+
+        // However few skus they ask for, a statement answers a bounded number of reads.
+        let mut waiting = reads(&vec![skus("ONE", 1); MAX_SHARED_READS + 10]);
+        assert_eq!(take_batch(&mut waiting).len(), MAX_SHARED_READS);
+        assert_eq!(waiting.len(), 10);
     }
 }
