@@ -42,6 +42,10 @@ const SHOWN_PREFIX_LEN: usize = KEY_PREFIX.len() + 8;
 /// How often a key's `last_used_at` is written, at most, per process.
 pub const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
 
+/// How long a key seen valid still skips the anonymous rate limit while its verdict is
+/// being looked up again (see [`Keys::is_known_valid`]).
+const ADMISSION_MEMORY: Duration = Duration::from_secs(300);
+
 /// Most key verdicts one process remembers (each is a 64-byte hash and a role).
 pub const KEY_CACHE_ENTRIES: u64 = 10_000;
 
@@ -193,6 +197,9 @@ pub struct Keys {
     ttl: Duration,
     /// Verdicts by key hash (`Anonymous` for unknown and revoked keys).
     verdicts: moka::sync::Cache<String, Caller>,
+    /// Hashes of keys found valid within [`ADMISSION_MEMORY`]: for admission past the
+    /// anonymous rate limit only, never for authorization.
+    admitted: moka::sync::Cache<String, ()>,
     /// Keys whose `last_used_at` this process wrote within [`LAST_USED_RESOLUTION`].
     recently_used: moka::sync::Cache<i32, ()>,
     /// Keys known live, for open WebSocket connections: remembered for half the cache
@@ -219,6 +226,7 @@ impl Keys {
             db,
             ttl,
             verdicts: bounded_cache(ttl),
+            admitted: bounded_cache(ADMISSION_MEMORY),
             recently_used: bounded_cache(LAST_USED_RESOLUTION),
             live: bounded_cache(ttl / 2),
             revoked_here: Arc::default(),
@@ -232,12 +240,19 @@ impl Keys {
     }
 
     /// Whether `authorization` carries a key this process already knows to be valid:
-    /// such a request skips the anonymous rate limit without any lookup.
+    /// such a request skips the anonymous rate limit without any lookup. A key whose
+    /// verdict lapsed still counts if it was found valid lately, and no lookup since said
+    /// otherwise: else every lapse would count a busy client's requests in flight as
+    /// anonymous, and throttle its burst (wrk's 64 checkout clients saw 8–37 such 429s a
+    /// run). Authentication still looks the key up again.
     pub fn is_known_valid(&self, authorization: Option<&str>) -> bool {
-        authorization
-            .and_then(bearer_token)
-            .and_then(|key| self.verdicts.get(&hash(key)))
-            .is_some_and(|caller| caller != Caller::Anonymous)
+        let Some(hashed) = authorization.and_then(bearer_token).map(hash) else {
+            return false;
+        };
+        match self.verdicts.get(&hashed) {
+            Some(caller) => caller != Caller::Anonymous,
+            None => self.admitted.contains_key(&hashed),
+        }
     }
 
     /// Resolves an `Authorization` header value to a caller.
@@ -258,6 +273,11 @@ impl Keys {
                     id: key.id,
                     role: key.role,
                 });
+                if caller == Caller::Anonymous {
+                    self.admitted.invalidate(&hashed);
+                } else {
+                    self.admitted.insert(hashed.clone(), ());
+                }
                 self.verdicts.insert(hashed, caller);
                 caller
             }
@@ -310,6 +330,7 @@ impl Keys {
             .insert(id);
         let revoked = revoke_key(&self.db, id).await?;
         self.verdicts.invalidate_all();
+        self.admitted.invalidate_all();
         self.live.insert(id, false);
         self.revocations.notify_waiters();
         Ok(revoked)

@@ -343,6 +343,53 @@ fn storefront_request(address: &str, key: Option<&str>) -> Request<Body> {
 }
 
 #[tokio::test]
+async fn a_keyed_client_is_not_throttled_while_its_key_is_looked_up_again() {
+    let limited = |config: &mut stockroom::Config| {
+        config.anonymous_rate = 1;
+        config.anonymous_burst = 1;
+        config.key_cache_ms = 50;
+        config.client_ip_header = Some("x-forwarded-for".parse().unwrap());
+    };
+    on_each_backend_with(limited, |app| async move {
+        app.channel("Web", &[]).await;
+        let (id, key) = create_key(&app, "storefront", "READ").await;
+        let burst = |key: String| {
+            let client = app.client().clone();
+            async move {
+                race(10, move |_| {
+                    let (client, key) = (client.clone(), key.clone());
+                    async move {
+                        client
+                            .respond(storefront_request("198.51.100.20", Some(&key)))
+                            .await
+                            .status()
+                    }
+                })
+                .await
+            }
+        };
+        // Found valid once (from another address, so this one's bucket stays full).
+        let first = app
+            .client()
+            .respond(storefront_request("198.51.100.21", Some(&key)))
+            .await;
+        assert_eq!(first.status(), 200);
+        for _ in 0..4 {
+            // Each burst arrives after the key's verdict lapsed: all of it is looked up
+            // again at once, and none of it is counted as anonymous.
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            let statuses = burst(key.clone()).await;
+            assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+        }
+        // Revoked, the key is an anonymous caller's again, limit included.
+        app.gql(REVOKE_KEY, json!({ "id": id.to_string() })).await.data();
+        let statuses = burst(key).await;
+        assert!(statuses.iter().any(|status| *status == 429), "{statuses:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_anonymous_flood_gets_429_while_keyed_orders_go_through() {
     let limited = |config: &mut stockroom::Config| {
         config.anonymous_rate = 1;
