@@ -82,15 +82,9 @@ impl MediaType {
     /// `BAD_USER_INPUT` code on each error (async-graphql's parse and validation errors
     /// carry none), and as `application/graphql-response+json` the status 400.
     pub fn respond(self, mut response: async_graphql::Response) -> Response {
-        // Every error of ours carries a code. Those async-graphql raises itself carry none:
-        // parse and validation errors, and an argument whose variables do not fit its
-        // input type, which validation lets through to the field when the input object
-        // also holds an optional variable the request left out. All are bad input.
         for error in &mut response.errors {
-            let extensions = error.extensions.get_or_insert_with(Default::default);
-            if extensions.get("code").is_none() {
-                extensions.set("code", "BAD_USER_INPUT");
-            }
+            let code = error_code(error).to_owned();
+            error.extensions.get_or_insert_with(Default::default).set("code", code);
         }
         let request_error = is_request_error(&response);
         if !request_error {
@@ -126,6 +120,18 @@ impl MediaType {
         let mut response = (status, body.to_string()).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, self.content_type());
         response
+    }
+}
+
+/// The `extensions.code` an error is answered with. Every error of ours carries one.
+/// Those async-graphql raises itself carry none: parse and validation errors, and an
+/// argument whose variables do not fit its input type, which validation lets through to
+/// the field when the input object also holds an optional variable the request left out.
+/// All are bad input.
+pub fn error_code(error: &ServerError) -> &str {
+    match error.extensions.as_ref().and_then(|extensions| extensions.get("code")) {
+        Some(async_graphql::Value::String(code)) => code,
+        _ => "BAD_USER_INPUT",
     }
 }
 

@@ -167,10 +167,18 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
         );
         return MediaType::Json.refuse(&refused);
     };
-    let (mut request, unparsable) = match read_request(&state, parts.method == Method::GET, &parts, body).await {
-        Ok(read) => read,
+    let is_get = parts.method == Method::GET;
+    let mut request = match read_request(&state, is_get, &parts, body).await {
+        Ok(request) => request,
         Err(refused) => return media_type.refuse(&refused),
     };
+    // Parsed once, here; a parse error is answered without running (or parsing) again.
+    let unparsable = state.documents.parse(&mut request).err();
+    // GET must be safe (GraphQL over HTTP): links, prefetchers and caches may repeat it.
+    if is_get && unparsable.is_none() && graphql::selects_mutation(&mut request) {
+        let refused = graphql::refusal(StatusCode::METHOD_NOT_ALLOWED, "mutations need POST");
+        return media_type.refuse(&refused);
+    }
     let operation = match unparsable {
         None => graphql::operation_name(&mut request),
         Some(_) => request.operation_name.clone(),
@@ -190,35 +198,21 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
         // Depth and complexity limits bound the work done without yielding.
         None => tokio::task::coop::unconstrained(state.schema.execute(request.data(caller))).await,
     };
-    let outcome = response.errors.first().map_or("ok", |error| {
-        match error.extensions.as_ref().and_then(|extensions| extensions.get("code")) {
-            Some(async_graphql::Value::String(code)) => code.as_str(),
-            // async-graphql's own parse and validation errors: refused as bad input.
-            _ => "BAD_USER_INPUT",
-        }
-    });
+    let outcome = response.errors.first().map_or("ok", graphql::error_code);
     crate::metrics::graphql_request(operation.as_deref(), outcome, started.elapsed());
     media_type.respond(response)
 }
 
-/// Reads the GraphQL request out of a `GET` query string or a `POST` body, and parses its
-/// document once: with it comes the parse error, if any, to answer with instead of running
-/// it. The body is read only after its headers passed, and never past
-/// `STOCKROOM_MAX_BODY_BYTES`.
+/// Reads the GraphQL request out of a `GET` query string or a `POST` body. The body is
+/// read only after its headers passed, and never past `STOCKROOM_MAX_BODY_BYTES`.
 async fn read_request(
     state: &HttpState,
     is_get: bool,
     parts: &axum::http::request::Parts,
     body: axum::body::Body,
-) -> Result<(async_graphql::Request, Option<async_graphql::ServerError>), graphql::Refusal> {
+) -> Result<async_graphql::Request, graphql::Refusal> {
     if is_get {
-        let mut request = graphql::read_query_string(parts.uri.query())?;
-        let unparsable = state.documents.parse(&mut request).err();
-        // GET must be safe (GraphQL over HTTP): links, prefetchers and caches may repeat it.
-        if unparsable.is_none() && graphql::selects_mutation(&mut request) {
-            return Err(graphql::refusal(StatusCode::METHOD_NOT_ALLOWED, "mutations need POST"));
-        }
-        return Ok((request, unparsable));
+        return graphql::read_query_string(parts.uri.query());
     }
     graphql::check_post_headers(&parts.headers)?;
     let limit = state.app.config.max_body_bytes;
@@ -234,9 +228,7 @@ async fn read_request(
                 graphql::refusal(StatusCode::BAD_REQUEST, "the body could not be read")
             }
         })?;
-    let mut request = graphql::read_post_body(&bytes)?;
-    let unparsable = state.documents.parse(&mut request).err();
-    Ok((request, unparsable))
+    graphql::read_post_body(&bytes)
 }
 
 /// Subscriptions over WebSocket (graphql-transport-ws, and legacy graphql-ws). The API

@@ -233,20 +233,15 @@ impl Reads {
                 }
                 take_batch(&mut queue.waiting)
             };
-            let mut asked: Vec<&str> = batch
-                .iter()
-                .flat_map(|waiting| waiting.skus.iter().map(String::as_str))
-                .collect();
-            asked.sort_unstable();
-            asked.dedup();
+            let asked: Vec<&str> = batch.skus.iter().map(String::as_str).collect();
             // A panic must not leave the channel marked as served with nobody serving it:
             // every later read would wait forever. Its reads get an error instead.
             let totals = AssertUnwindSafe(totals(&db, channel_id, &asked))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| Err(Error::Internal("an availability statement panicked".into())));
-            crate::metrics::availability_batch(batch.len());
-            for waiting in batch {
+            crate::metrics::availability_batch(batch.reads.len());
+            for waiting in batch.reads {
                 let answered = totals
                     .as_ref()
                     .map(|totals| answer(&waiting.skus, totals))
@@ -258,23 +253,36 @@ impl Reads {
     }
 }
 
+/// Reads answered by one statement, and the skus it asks for (each once).
+struct Batch {
+    reads: Vec<Waiting>,
+    skus: Vec<String>,
+}
+
 /// The longest run of waiting reads whose skus, together, fit one statement (at least one
 /// read). Skus are counted once however many reads ask for them: shoppers looking at the
 /// same category page share one statement, whatever its length.
-fn take_batch(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
-    let fitting = {
-        let mut union: HashSet<&str> = HashSet::new();
-        waiting
+fn take_batch(waiting: &mut Vec<Waiting>) -> Batch {
+    let mut skus: HashSet<&str> = HashSet::new();
+    let mut fitting = 0;
+    for read in waiting.iter().take(MAX_SHARED_READS) {
+        let new: HashSet<&str> = read
+            .skus
             .iter()
-            .take(MAX_SHARED_READS)
-            .take_while(|read| {
-                union.extend(read.skus.iter().map(String::as_str));
-                union.len() <= MAX_SHARED_SKUS
-            })
-            .count()
-            .max(1)
-    };
-    waiting.drain(..fitting).collect()
+            .map(String::as_str)
+            .filter(|sku| !skus.contains(sku))
+            .collect();
+        if fitting > 0 && skus.len() + new.len() > MAX_SHARED_SKUS {
+            break;
+        }
+        skus.extend(new);
+        fitting += 1;
+    }
+    let skus = skus.into_iter().map(str::to_owned).collect();
+    Batch {
+        reads: waiting.drain(..fitting).collect(),
+        skus,
+    }
 }
 
 #[cfg(test)]
@@ -299,18 +307,18 @@ mod tests {
     fn a_batch_counts_each_sku_once_however_many_reads_ask_for_it() {
         // Twenty shoppers on one 250-sku page: one statement for all of them.
         let mut waiting = reads(&vec![skus("PAGE", MAX_SKUS); 20]);
-        assert_eq!(take_batch(&mut waiting).len(), 20);
+        assert_eq!(take_batch(&mut waiting).reads.len(), 20);
         assert!(waiting.is_empty());
 
         // Distinct pages fill a statement up to its limit; the rest wait for the next.
         let mut waiting = reads(&[skus("A", 400), skus("B", 400), skus("A", 250), skus("C", 400)]);
-        assert_eq!(take_batch(&mut waiting).len(), 3);
+        assert_eq!(take_batch(&mut waiting).reads.len(), 3);
         assert_eq!(waiting.len(), 1);
-        assert_eq!(take_batch(&mut waiting).len(), 1);
+        assert_eq!(take_batch(&mut waiting).reads.len(), 1);
 
         // However few skus they ask for, a statement answers a bounded number of reads.
         let mut waiting = reads(&vec![skus("ONE", 1); MAX_SHARED_READS + 10]);
-        assert_eq!(take_batch(&mut waiting).len(), MAX_SHARED_READS);
+        assert_eq!(take_batch(&mut waiting).reads.len(), MAX_SHARED_READS);
         assert_eq!(waiting.len(), 10);
     }
 }
