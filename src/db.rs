@@ -138,6 +138,16 @@ impl Database {
         }
     }
 
+    /// The same database through another pool, `conn`: its commits wake this one's event
+    /// feed, and its refusals count in this one's tally.
+    pub fn with_pool(&self, conn: DatabaseConnection) -> Self {
+        Database {
+            conn,
+            commits: self.commits.clone(),
+            refusals: self.refusals.clone(),
+        }
+    }
+
     /// The pool, for reads (and for `write`'s transactions).
     pub fn conn(&self) -> &DatabaseConnection {
         &self.conn

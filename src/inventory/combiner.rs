@@ -16,6 +16,9 @@
 //! on the combining for correctness: every batch takes the same row locks and version
 //! guards as a single write, across processes too.
 //!
+//! The transactions run on a thread of their own with connections of their own (see
+//! `runtime`): the request load of a rush must not slow the hot row's transaction.
+//!
 //! Every write gets its own verdict; one that fails never fails the others. If the batch
 //! transaction itself fails (a lost connection, say), its writes are made again one by
 //! one: their idempotency keys (PaymentIntents, reservation keys) make that safe, so none
@@ -24,18 +27,19 @@
 use std::{
     collections::hash_map::DefaultHasher,
     hash::{Hash, Hasher},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use tokio::sync::oneshot;
 
-use sea_orm::DatabaseTransaction;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 
 use super::values::LineRequest;
 use crate::{
-    db::{Database, TxnFuture},
+    config::Config,
+    db::{self, Database, TxnFuture},
     error::{Error, Result},
 };
 
@@ -115,7 +119,7 @@ impl<W: Combinable> std::fmt::Debug for Combiner<W> {
 }
 
 impl<W: Combinable> Combiner<W> {
-    /// `lanes` queues writing through `db`.
+    /// `lanes` queues writing through `db`, whose pool must come from [`connect`].
     pub fn new(db: Database, lanes: usize) -> Self {
         Combiner {
             db,
@@ -135,8 +139,9 @@ impl<W: Combinable> Combiner<W> {
         };
         if start {
             // A task of its own, not the caller's: a client that hangs up must not
-            // strand the writes queued behind its own.
-            tokio::spawn(self.clone().drain(lane));
+            // strand the writes queued behind its own. On the combiner's thread: see
+            // `runtime`.
+            runtime().spawn(self.clone().drain(lane));
         }
         verdict
             .await
@@ -243,6 +248,44 @@ impl<W: Combinable> Combiner<W> {
         }
         verdicts
     }
+}
+
+/// The thread every combined transaction runs on, driving connections of its own.
+///
+/// Why: a hot sku's throughput is one transaction at a time on its row, and the row stays
+/// locked until the task running that transaction has taken up each of PostgreSQL's
+/// replies. On the runtime that serves requests, that task waited behind the HTTP work of
+/// every client (a reply is noticed only between other tasks' turns), so the flash sale
+/// slowed with the request load that a flash sale brings. Here nothing else runs: a reply
+/// is taken up as soon as the thread gets a core. One thread is enough: a batch costs
+/// little CPU, and its transactions mostly wait on the database.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("stockroom-combiner")
+            .enable_all()
+            .build()
+            .expect("a runtime of one thread can always be built")
+    })
+}
+
+/// How many connections the combined writes use: one transaction in flight per lane, for
+/// placements and for reservations.
+pub fn pool_size(config: &Config) -> u32 {
+    2 * config.placement_lanes as u32
+}
+
+/// Opens the pool combined writes go through ([`pool_size`] connections). It is opened on
+/// their own thread (see `runtime`), whose reactor then drives its connections.
+pub async fn connect(config: &Config) -> std::result::Result<DatabaseConnection, DbErr> {
+    let mut config = config.clone();
+    config.db_pool_size = pool_size(&config);
+    runtime()
+        .spawn(async move { db::connect(&config).await })
+        .await
+        .map_err(|err| DbErr::Custom(format!("opening the combined writes' pool: {err}")))?
 }
 
 /// The lane of a write: by its first sku, so one sku's writes always meet in one queue.
