@@ -72,11 +72,9 @@ impl AppState {
         let events = events::EventHub::start(&db, Duration::from_millis(config.event_poll_ms), config.event_notify)
             .await
             .context("starting the event feed")?;
-        let combined = db.with_pool(
-            inventory::combiner::connect(&config)
-                .await
-                .context("connecting the combined writes' pool")?,
-        );
+        let combined = inventory::combiner::database(&db, &config)
+            .await
+            .context("connecting the combined writes' pool")?;
         Ok(AppState {
             placements: inventory::combiner::Combiner::new(combined.clone(), config.placement_lanes as usize),
             reservations: inventory::combiner::Combiner::new(combined, config.placement_lanes as usize),

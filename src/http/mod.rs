@@ -348,12 +348,16 @@ async fn health() -> StatusCode {
 }
 
 /// 503 while stopping (a load balancer should send new requests elsewhere) or while the
-/// database does not answer.
+/// database does not answer, through the request pool or the combined writes' pool.
 async fn ready(State(state): State<HttpState>) -> StatusCode {
     if state.app.stopping.is_cancelled() {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
-    match state.app.db.conn().ping().await {
+    let pinged = match state.app.db.conn().ping().await {
+        Ok(()) => state.app.placements.database().conn().ping().await,
+        failed => failed,
+    };
+    match pinged {
         Ok(()) => StatusCode::OK,
         Err(err) => {
             tracing::warn!(error = %err, "readiness check: database did not answer");

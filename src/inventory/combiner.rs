@@ -34,7 +34,7 @@ use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use tokio::sync::oneshot;
 
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
+use sea_orm::{DatabaseBackend, DatabaseTransaction, DbErr};
 
 use super::values::LineRequest;
 use crate::{
@@ -119,7 +119,7 @@ impl<W: Combinable> std::fmt::Debug for Combiner<W> {
 }
 
 impl<W: Combinable> Combiner<W> {
-    /// `lanes` queues writing through `db`, whose pool must come from [`connect`].
+    /// `lanes` queues writing through `db`, which must come from [`database`].
     pub fn new(db: Database, lanes: usize) -> Self {
         Combiner {
             db,
@@ -146,6 +146,11 @@ impl<W: Combinable> Combiner<W> {
         verdict
             .await
             .unwrap_or_else(|_| Err(Error::Internal("the write queue dropped a write".into())))
+    }
+
+    /// The database these writes go through (see [`database`]).
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Writes waiting for a transaction (not counting those in one).
@@ -277,15 +282,24 @@ pub fn pool_size(config: &Config) -> u32 {
     2 * config.placement_lanes as u32
 }
 
-/// Opens the pool combined writes go through ([`pool_size`] connections). It is opened on
-/// their own thread (see `runtime`), whose reactor then drives its connections.
-pub async fn connect(config: &Config) -> std::result::Result<DatabaseConnection, DbErr> {
+/// The database combined writes go through, given the request pool's `db`.
+///
+/// On PostgreSQL, a pool of its own ([`pool_size`] connections), opened on the combined
+/// writes' thread (see `runtime`), whose reactor then drives its connections. On SQLite,
+/// `db` itself: sqlx drives SQLite connections from threads of its own, not from a
+/// reactor, and SQLite's write lock is the whole database's, so a pool of their own would
+/// gain nothing (and for an in-memory database would be another, empty database).
+pub async fn database(db: &Database, config: &Config) -> std::result::Result<Database, DbErr> {
+    if db.backend() != DatabaseBackend::Postgres {
+        return Ok(db.clone());
+    }
     let mut config = config.clone();
     config.db_pool_size = pool_size(&config);
-    runtime()
+    let conn = runtime()
         .spawn(async move { db::connect(&config).await })
         .await
-        .map_err(|err| DbErr::Custom(format!("opening the combined writes' pool: {err}")))?
+        .map_err(|err| DbErr::Custom(format!("opening the combined writes' pool: {err}")))??;
+    Ok(db.with_pool(conn))
 }
 
 /// The lane of a write: by its first sku, so one sku's writes always meet in one queue.

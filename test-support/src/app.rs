@@ -242,7 +242,8 @@ impl TestApp {
         &self.state.db
     }
 
-    /// SQL statements run so far through the app's pool.
+    /// SQL statements run so far through the app's request pool (on PostgreSQL, combined
+    /// placements and reservations go through a pool of their own and are not counted).
     pub fn statements_run(&self) -> usize {
         self.statements.load(Ordering::SeqCst)
     }
