@@ -353,12 +353,12 @@ async fn ready(State(state): State<HttpState>) -> StatusCode {
     if state.app.stopping.is_cancelled() {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
-    let pinged = match state.app.db.conn().ping().await {
-        Ok(()) => state.app.placements.database().conn().ping().await,
-        failed => failed,
-    };
+    let pinged = tokio::try_join!(
+        state.app.db.conn().ping(),
+        state.app.placements.database().conn().ping()
+    );
     match pinged {
-        Ok(()) => StatusCode::OK,
+        Ok(_) => StatusCode::OK,
         Err(err) => {
             tracing::warn!(error = %err, "readiness check: database did not answer");
             StatusCode::SERVICE_UNAVAILABLE

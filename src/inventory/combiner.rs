@@ -276,15 +276,10 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// How many connections the combined writes use: one transaction in flight per lane, for
-/// placements and for reservations.
-pub fn pool_size(config: &Config) -> u32 {
-    2 * config.placement_lanes as u32
-}
-
 /// The database combined writes go through, given the request pool's `db`.
 ///
-/// On PostgreSQL, a pool of its own ([`pool_size`] connections), opened on the combined
+/// On PostgreSQL, a pool of its own, of one connection per lane for placements and one
+/// for reservations (each lane has one transaction at a time), opened on the combined
 /// writes' thread (see `runtime`), whose reactor then drives its connections. On SQLite,
 /// `db` itself: sqlx drives SQLite connections from threads of its own, not from a
 /// reactor, and SQLite's write lock is the whole database's, so a pool of their own would
@@ -294,7 +289,7 @@ pub async fn database(db: &Database, config: &Config) -> std::result::Result<Dat
         return Ok(db.clone());
     }
     let mut config = config.clone();
-    config.db_pool_size = pool_size(&config);
+    config.db_pool_size = 2 * config.placement_lanes as u32;
     let conn = runtime()
         .spawn(async move { db::connect(&config).await })
         .await
