@@ -10,6 +10,10 @@
 //!    the first order, and, read after read from one client, never increasing (nothing is
 //!    restocked). Stops loudly if a read breaks that.
 //!
+//! The clients share the machine with the server, so they are kept lean
+//! (`load::Connection`: one connection each, bodies serialized once), and the readers get
+//! a thread of their own, as shoppers on other machines would.
+//!
 //! ```sh
 //! cargo bench --bench storefront        # PostgreSQL at TEST_DATABASE_URL
 //! ```
@@ -24,7 +28,10 @@ use serde_json::json;
 use stockroom_test_support::{
     database::ScratchDatabase,
     fixtures::{PLACE_ORDER_ID, place_order_variables},
-    load::{self, Run, drive, http_item, http_shop, start_server, try_gql, write_benchmarks_section},
+    load::{
+        self, Run, drive, first_error_code, graphql_body, http_item, http_shop, open_connections, start_server,
+        write_benchmarks_section,
+    },
 };
 
 const ITEMS: usize = 250;
@@ -59,12 +66,15 @@ fn skus(count: usize) -> Vec<String> {
     (0..count).map(|index| format!("SF-{index}")).collect()
 }
 
-async fn run_availability(http: &reqwest::Client, url: &str, channel: &str, count: usize, clients: usize) -> Run {
-    let (http, url) = (http.clone(), url.to_owned());
-    let variables = json!({ "c": channel, "s": skus(count) });
-    drive(clients, load::seconds_each(5), move |_, _| {
-        let (http, url, variables) = (http.clone(), url.clone(), variables.clone());
-        async move { try_gql(&http, &url, AVAILABILITY, variables).await.map(|_| ()) }
+async fn run_availability(url: &str, channel: &str, count: usize, clients: usize) -> Run {
+    let connections = open_connections(url, clients).await;
+    let body = graphql_body(AVAILABILITY, &json!({ "c": channel, "s": skus(count) }));
+    drive(clients, load::seconds_each(5), move |client, _| {
+        let (connections, body) = (connections.clone(), body.clone());
+        async move {
+            let answer = connections[client].lock().await.post(body).await?;
+            first_error_code(&answer)
+        }
     })
     .await
 }
@@ -86,13 +96,19 @@ async fn run_bare(pool: &PgPool, channel: i32, count: usize, clients: usize) -> 
     .await
 }
 
-async fn run_flash_sale(http: &reqwest::Client, url: &str, channel: &str, tag: &'static str) -> Run {
-    let (http, url, channel) = (http.clone(), url.to_owned(), channel.to_owned());
+async fn run_flash_sale(url: &str, channel: &str, tag: &'static str) -> Run {
+    let connections = open_connections(url, 64).await;
+    let channel = channel.to_owned();
     drive(64, load::seconds_each(5), move |client, n| {
-        let (http, url, channel) = (http.clone(), url.clone(), channel.clone());
+        let (connections, channel) = (connections.clone(), channel.clone());
         async move {
             let variables = place_order_variables(&format!("pi_{tag}_{client}_{n}"), channel, &[("HOT", 1)]);
-            try_gql(&http, &url, PLACE_ORDER_ID, variables).await.map(|_| ())
+            let answer = connections[client]
+                .lock()
+                .await
+                .post(graphql_body(PLACE_ORDER_ID, &variables))
+                .await?;
+            first_error_code(&answer)
         }
     })
     .await
@@ -100,19 +116,33 @@ async fn run_flash_sale(http: &reqwest::Client, url: &str, channel: &str, tag: &
 
 /// 64 readers of `HOT`'s availability; each checks its reads never rise and never exceed
 /// the stock before the sale. Returns the run and how many reads broke that.
-async fn run_readers(http: &reqwest::Client, url: &str, channel: &str) -> (Run, u64) {
-    let (http, url) = (http.clone(), url.to_owned());
-    let variables = json!({ "c": channel, "s": ["HOT"] });
+async fn run_readers(url: &str, channel: &str) -> (Run, u64) {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        data: Option<Data>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        availability: Vec<Availability>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Availability {
+        available: i64,
+    }
+    let connections = open_connections(url, 64).await;
+    let body = graphql_body(AVAILABILITY, &json!({ "c": channel, "s": ["HOT"] }));
     let last_seen: Arc<Vec<AtomicI64>> = Arc::new((0..64).map(|_| AtomicI64::new(HOT_STOCK)).collect());
     let broken = Arc::new(AtomicU64::new(0));
     let (seen, bad) = (last_seen.clone(), broken.clone());
     let run = drive(64, load::seconds_each(5), move |client, _| {
-        let (http, url, variables, seen, bad) =
-            (http.clone(), url.clone(), variables.clone(), seen.clone(), bad.clone());
+        let (connections, body, seen, bad) = (connections.clone(), body.clone(), seen.clone(), bad.clone());
         async move {
-            let body = try_gql(&http, &url, AVAILABILITY, variables).await?;
-            let available = body["data"]["availability"][0]["available"]
-                .as_i64()
+            let answer = connections[client].lock().await.post(body).await?;
+            first_error_code(&answer)?;
+            let available = serde_json::from_slice::<Reply>(&answer)
+                .ok()
+                .and_then(|reply| reply.data)
+                .and_then(|data| data.availability.first().map(|sku| sku.available))
                 .unwrap_or(i64::MAX);
             let before = seen[client].swap(available, Ordering::SeqCst);
             if available > before || available > HOT_STOCK {
@@ -151,7 +181,7 @@ async fn main() {
     for count in [1, 10, 250] {
         for clients in [16, 64] {
             eprintln!("availability: {count} skus, {clients} clients");
-            let ours = run_availability(&http, &server.url, &channel, count, clients).await;
+            let ours = run_availability(&server.url, &channel, count, clients).await;
             let bare = run_bare(&pool, channel_id, count, clients).await;
             table += &format!(
                 "| {count} | {clients} | {:.0} | {:.1} / {:.1} | {} | {:.0} | {:.1} | {:.2} |\n",
@@ -167,12 +197,23 @@ async fn main() {
     }
 
     eprintln!("mixed rush: the flash sale alone");
-    let alone = run_flash_sale(&http, &server.url, &channel, "alone").await;
+    let alone = run_flash_sale(&server.url, &channel, "alone").await;
     eprintln!("mixed rush: the flash sale with 64 readers");
-    let (sale, (readers, broken)) = tokio::join!(
-        run_flash_sale(&http, &server.url, &channel, "mixed"),
-        run_readers(&http, &server.url, &channel)
-    );
+    // The readers are other shoppers on other machines: they get a client thread of their
+    // own, so the orders' clients never queue behind theirs in the bench's own scheduler.
+    let readers = {
+        let (url, channel) = (server.url.clone(), channel.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("the readers' runtime");
+            runtime.block_on(run_readers(&url, &channel))
+        })
+    };
+    let sale = run_flash_sale(&server.url, &channel, "mixed").await;
+    let (readers, broken) = readers.join().expect("the readers' thread");
     table += &format!(
         "\nMixed rush (one hot sku; 64 clients ordering, and 64 others reading its availability):\n\n\
          | | orders/s | order p99 ms | reads/s | read p99 ms | reads above the unsold stock |\n\

@@ -35,12 +35,23 @@ use crate::{
     stripe,
 };
 
+/// What the handlers share; one `Arc`, because axum clones the state for every request.
 #[derive(Clone)]
-struct HttpState {
+struct HttpState(std::sync::Arc<HttpShared>);
+
+struct HttpShared {
     app: AppState,
     schema: StockroomSchema,
     limit: AnonymousLimit,
     documents: graphql::ParsedDocuments,
+}
+
+impl std::ops::Deref for HttpState {
+    type Target = HttpShared;
+
+    fn deref(&self) -> &HttpShared {
+        &self.0
+    }
 }
 
 /// How long a browser may reuse a CORS preflight answer.
@@ -65,12 +76,12 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .merge(admin::routes())
-        .with_state(HttpState {
+        .with_state(HttpState(std::sync::Arc::new(HttpShared {
             app: state,
             schema,
             limit,
             documents: graphql::ParsedDocuments::default(),
-        })
+        })))
         .merge(webhooks)
         // Outermost first: the id is set before the span that shows it, and echoed back.
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -99,6 +99,111 @@ pub async fn try_gql(http: &reqwest::Client, url: &str, query: &str, variables: 
     }
 }
 
+/// One client's own keep-alive HTTP/1.1 connection to the server, sending prepared bodies:
+/// the load of many clients at the cost of little more than the bytes sent, as `wrk`
+/// makes it. On a machine shared with the server, a general-purpose client (connection
+/// pool, header maps, a JSON tree per response) takes CPU the server then lacks, and the
+/// bench would measure the client; so does one client's work queuing behind another's.
+pub struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    /// Driven by the client's own task while it waits for an answer, not by a task of its
+    /// own: no hand-over between tasks per request.
+    connection: std::pin::Pin<Box<hyper::client::conn::http1::Connection<TcpIo, http_body_util::Full<bytes::Bytes>>>>,
+    uri: hyper::Uri,
+    authorization: hyper::header::HeaderValue,
+}
+
+type TcpIo = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+
+impl Connection {
+    /// Opens a connection to `url` (`http://host:port/path`), sending [`BENCH_ADMIN_KEY`].
+    pub async fn open(url: &str) -> Connection {
+        let uri: hyper::Uri = url.parse().expect("a URL");
+        let authority = uri.authority().expect("a URL with a host").as_str().to_owned();
+        let stream = tokio::net::TcpStream::connect(&authority).await.expect("connect");
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("HTTP handshake");
+        Connection {
+            sender,
+            connection: Box::pin(connection),
+            uri,
+            authorization: format!("Bearer {BENCH_ADMIN_KEY}").parse().expect("a header value"),
+        }
+    }
+
+    /// Posts `body` (JSON) and returns the response body, or `HTTP` if the exchange failed.
+    pub async fn post(&mut self, body: bytes::Bytes) -> Result<bytes::Bytes, String> {
+        use http_body_util::BodyExt as _;
+        use hyper::header;
+        let request = hyper::Request::post(self.uri.clone())
+            .header(
+                header::HOST,
+                self.uri.authority().map_or("", |authority| authority.as_str()),
+            )
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, self.authorization.clone())
+            .body(http_body_util::Full::new(body))
+            .expect("a request");
+        let sender = &mut self.sender;
+        let exchange = async move {
+            let response = sender.send_request(request).await.ok()?;
+            Some(response.into_body().collect().await.ok()?.to_bytes())
+        };
+        tokio::select! {
+            answer = exchange => answer.ok_or_else(|| "HTTP".to_owned()),
+            // The connection's future ends only when the connection does.
+            _ = self.connection.as_mut() => Err("HTTP".to_owned()),
+        }
+    }
+}
+
+/// One [`Connection`] per client, each used by one client at a time.
+pub type Connections = Arc<[Mutex<Connection>]>;
+
+/// Opens `count` connections to `url`.
+pub async fn open_connections(url: &str, count: usize) -> Connections {
+    let mut connections = Vec::with_capacity(count);
+    for _ in 0..count {
+        connections.push(Mutex::new(Connection::open(url).await));
+    }
+    connections.into()
+}
+
+/// A GraphQL request body, serialized once.
+pub fn graphql_body(query: &str, variables: &Value) -> bytes::Bytes {
+    serde_json::to_vec(&json!({ "query": query, "variables": variables }))
+        .expect("JSON")
+        .into()
+}
+
+/// The first error's code in a GraphQL response body, read without building its tree;
+/// `UNREADABLE` if the body is not a GraphQL response.
+pub fn first_error_code(body: &[u8]) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        #[serde(default)]
+        errors: Vec<Error>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Error {
+        extensions: Option<Extensions>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Extensions {
+        code: Option<String>,
+    }
+    let reply: Reply = serde_json::from_slice(body).map_err(|_| "UNREADABLE".to_owned())?;
+    match reply.errors.into_iter().next() {
+        None => Ok(()),
+        Some(error) => Err(error
+            .extensions
+            .and_then(|extensions| extensions.code)
+            .unwrap_or_else(|| "UNCODED".to_owned())),
+    }
+}
+
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
