@@ -29,7 +29,7 @@ use stockroom_test_support::{
     database::ScratchDatabase,
     fixtures::{PLACE_ORDER_ID, place_order_variables},
     load::{
-        self, Run, drive, first_error_code, graphql_body, http_item, http_shop, open_connections, start_server,
+        self, Run, drive, graphql_body, graphql_outcome, http_item, http_shop, open_connections, start_server,
         write_benchmarks_section,
     },
 };
@@ -73,7 +73,7 @@ async fn run_availability(url: &str, channel: &str, count: usize, clients: usize
         let (connections, body) = (connections.clone(), body.clone());
         async move {
             let answer = connections[client].lock().await.post(body).await?;
-            first_error_code(&answer)
+            graphql_outcome(&answer)
         }
     })
     .await
@@ -108,7 +108,7 @@ async fn run_flash_sale(url: &str, channel: &str, tag: &'static str) -> Run {
                 .await
                 .post(graphql_body(PLACE_ORDER_ID, &variables))
                 .await?;
-            first_error_code(&answer)
+            graphql_outcome(&answer)
         }
     })
     .await
@@ -138,7 +138,7 @@ async fn run_readers(url: &str, channel: &str) -> (Run, u64) {
         let (connections, body, seen, bad) = (connections.clone(), body.clone(), seen.clone(), bad.clone());
         async move {
             let answer = connections[client].lock().await.post(body).await?;
-            first_error_code(&answer)?;
+            graphql_outcome(&answer)?;
             let available = serde_json::from_slice::<Reply>(&answer)
                 .ok()
                 .and_then(|reply| reply.data)

@@ -110,6 +110,7 @@ pub struct Connection {
     /// own: no hand-over between tasks per request.
     connection: std::pin::Pin<Box<hyper::client::conn::http1::Connection<TcpIo, http_body_util::Full<bytes::Bytes>>>>,
     uri: hyper::Uri,
+    host: hyper::header::HeaderValue,
     authorization: hyper::header::HeaderValue,
 }
 
@@ -128,6 +129,7 @@ impl Connection {
         Connection {
             sender,
             connection: Box::pin(connection),
+            host: authority.parse().expect("a header value"),
             uri,
             authorization: format!("Bearer {BENCH_ADMIN_KEY}").parse().expect("a header value"),
         }
@@ -138,10 +140,7 @@ impl Connection {
         use http_body_util::BodyExt as _;
         use hyper::header;
         let request = hyper::Request::post(self.uri.clone())
-            .header(
-                header::HOST,
-                self.uri.authority().map_or("", |authority| authority.as_str()),
-            )
+            .header(header::HOST, self.host.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::AUTHORIZATION, self.authorization.clone())
             .body(http_body_util::Full::new(body))
@@ -178,9 +177,10 @@ pub fn graphql_body(query: &str, variables: &Value) -> bytes::Bytes {
         .into()
 }
 
-/// The first error's code in a GraphQL response body, read without building its tree;
-/// `UNREADABLE` if the body is not a GraphQL response.
-pub fn first_error_code(body: &[u8]) -> Result<(), String> {
+/// `Ok` for a GraphQL response body without errors, else its first error's code (`UNCODED`
+/// if it has none, `UNREADABLE` if the body is not a GraphQL response); read without
+/// building the body's JSON tree.
+pub fn graphql_outcome(body: &[u8]) -> Result<(), String> {
     #[derive(serde::Deserialize)]
     struct Reply {
         #[serde(default)]
