@@ -49,7 +49,7 @@ pub type TxnFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>
 #[derive(Clone, Debug)]
 pub struct Database {
     conn: DatabaseConnection,
-    commits: Arc<Notify>,
+    new_events: Arc<Notify>,
     refusals: Arc<crate::activity::Refusals>,
 }
 
@@ -128,12 +128,23 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     sea_orm::Database::connect(options).await
 }
 
+/// Opens a pool like [`connect`] from a task of `runtime`, whose reactor then drives its
+/// connections: a connection's replies are taken up by the runtime that opened it, so a
+/// pool serving work of one runtime is best opened there.
+pub async fn connect_on(runtime: &tokio::runtime::Runtime, config: &Config) -> Result<DatabaseConnection, DbErr> {
+    let config = config.clone();
+    runtime
+        .spawn(async move { connect(&config).await })
+        .await
+        .map_err(|err| DbErr::Custom(format!("opening a pool: {err}")))?
+}
+
 impl Database {
     /// Wraps a pool opened by [`connect`] (which bounds its lock waits).
     pub fn new(conn: DatabaseConnection) -> Self {
         Database {
             conn,
-            commits: Arc::new(Notify::new()),
+            new_events: Arc::new(Notify::new()),
             refusals: Arc::default(),
         }
     }
@@ -143,9 +154,18 @@ impl Database {
     pub fn with_pool(&self, conn: DatabaseConnection) -> Self {
         Database {
             conn,
-            commits: self.commits.clone(),
+            new_events: self.new_events.clone(),
             refusals: self.refusals.clone(),
         }
+    }
+
+    /// Calls `callback` for every statement run through this handle on the pool (the tests
+    /// count statements with it). Handles cloned before keep what they had.
+    pub fn set_metric_callback<F>(&mut self, callback: F)
+    where
+        F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
+    {
+        self.conn.set_metric_callback(callback);
     }
 
     /// The pool, for reads (and for `write`'s transactions).
@@ -153,9 +173,10 @@ impl Database {
         &self.conn
     }
 
-    /// Signalled after every committed write: wakes this process's event feed at once.
-    pub fn commits(&self) -> Arc<Notify> {
-        self.commits.clone()
+    /// Signalled after a committed write that may have stored events: wakes this process's
+    /// event feed at once.
+    pub fn new_events(&self) -> Arc<Notify> {
+        self.new_events.clone()
     }
 
     /// Out-of-stock refusals counted in this process, until added to the activity tally.
@@ -291,11 +312,12 @@ impl Database {
         let mut attempt = 1;
         loop {
             let txn = self.begin_write().await?;
+            let appends = crate::events::outbox::AppendMark::now();
             let outcome = match body(&txn, args).await {
                 Ok(value) => {
                     let committed = txn.commit().await.map(|()| value).map_err(Error::from);
-                    if committed.is_ok() {
-                        self.commits.notify_one();
+                    if committed.is_ok() && appends.moved() {
+                        self.new_events.notify_one();
                     }
                     committed
                 }

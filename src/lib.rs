@@ -35,6 +35,8 @@ use db::Database;
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Database,
+    /// The database GraphQL queries read through (see `graphql::query_threads`).
+    pub query_db: Database,
     pub config: Arc<Config>,
     pub refunds: stripe::refunds::Refunds,
     pub events: events::EventHub,
@@ -75,6 +77,9 @@ impl AppState {
         let combined = inventory::combiner::database(&db, &config)
             .await
             .context("connecting the combined writes' pool")?;
+        let query_db = graphql::query_threads::database(&db, &config)
+            .await
+            .context("connecting the queries' pool")?;
         Ok(AppState {
             placements: inventory::combiner::Combiner::new(combined.clone(), config.placement_lanes as usize),
             reservations: inventory::combiner::Combiner::new(combined, config.placement_lanes as usize),
@@ -83,6 +88,7 @@ impl AppState {
             stopping: CancellationToken::new(),
             sockets: TaskTracker::new(),
             db,
+            query_db,
             config: Arc::new(config),
             refunds,
             events,

@@ -45,7 +45,7 @@ impl EventHub {
     /// by the poll alone.
     pub async fn start(db: &Database, poll_interval: Duration, notify: bool) -> Result<EventHub, DbErr> {
         let (live, _) = broadcast::channel(LIVE_BUFFER);
-        let wake = db.commits();
+        let wake = db.new_events();
         let start_after = latest_id(db.conn()).await?;
         super::outbox::announce_with_notify(notify);
         if notify && db.backend() == DatabaseBackend::Postgres {
@@ -113,6 +113,9 @@ async fn with_locations(
     conn: &DatabaseConnection,
     events: Vec<inventory_event::Model>,
 ) -> Result<Vec<Committed>, DbErr> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     let location_ids: HashSet<i32> = events.iter().map(|event| event.stock_location_id).collect();
     let locations: HashMap<i32, stock_location::Model> = stock_location::Entity::find()
         .filter(stock_location::Column::Id.is_in(location_ids))

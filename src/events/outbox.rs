@@ -1,5 +1,9 @@
 //! Appending to the outbox with ids that are a usable cursor.
 //!
+//! A process's own feed is woken after a commit only if events were appended since the
+//! transaction began ([`AppendMark`]): most writes store none, and a read of the outbox
+//! after every commit cost a flash sale a database backend's worth of CPU.
+//!
 //! A reader resumes "after id N", so ids must be strictly increasing in *commit* order. A
 //! plain serial is not: a transaction that took id 7 may commit after one that took id 8,
 //! and a reader that already saw 8 would miss 7 forever. So ids come from the single
@@ -12,7 +16,7 @@
 //!
 //! Deadlock-free: the sequence row is always the last lock a transaction takes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::Utc;
 use entity::{event_sequence, inventory_event};
@@ -32,6 +36,26 @@ pub const NOTIFY_CHANNEL: &str = "stockroom_inventory_events";
 /// the database engine, which is one for every connection of the process, and it is
 /// decided in the transactions of every write path; so it is set once, at start.
 static ANNOUNCE_WITH_NOTIFY: AtomicBool = AtomicBool::new(true);
+
+/// How many times this process has appended events (see [`AppendMark`]).
+static APPENDS: AtomicU64 = AtomicU64::new(0);
+
+/// A point to ask later whether any transaction of this process appended events since.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendMark(u64);
+
+impl AppendMark {
+    /// Marks this moment; take it once the transaction has begun.
+    pub fn now() -> Self {
+        AppendMark(APPENDS.load(Ordering::Acquire))
+    }
+
+    /// Whether events were appended since the mark (by this transaction or by another one:
+    /// the feed is then woken for nothing, which costs one read and misses nothing).
+    pub fn moved(self) -> bool {
+        APPENDS.load(Ordering::Acquire) != self.0
+    }
+}
 
 /// Sets `STOCKROOM_EVENT_NOTIFY` for this process, before any write.
 pub fn announce_with_notify(enabled: bool) {
@@ -99,5 +123,6 @@ pub async fn append(txn: &DatabaseTransaction, events: Vec<Backordered>) -> Resu
         );
         txn.execute_raw(notify).await?;
     }
+    APPENDS.fetch_add(1, Ordering::Release);
     Ok(())
 }

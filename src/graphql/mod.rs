@@ -14,6 +14,7 @@ mod loaders;
 mod locations;
 mod orders;
 mod pagination;
+pub mod query_threads;
 mod reservations;
 mod storefront;
 

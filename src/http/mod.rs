@@ -31,7 +31,7 @@ use crate::{
     AppState,
     auth::{Caller, IdentifiedPerConnection},
     error::Error,
-    graphql::{StockroomSchema, build_schema},
+    graphql::{StockroomSchema, build_schema, query_threads},
     stripe,
 };
 
@@ -41,7 +41,10 @@ struct HttpState(std::sync::Arc<HttpShared>);
 
 struct HttpShared {
     app: AppState,
+    /// Mutations'.
     schema: StockroomSchema,
+    /// Queries', reading through `AppState::query_db`.
+    query_schema: StockroomSchema,
     limit: AnonymousLimit,
     documents: graphql::ParsedDocuments,
 }
@@ -61,6 +64,10 @@ const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 pub fn router(state: AppState) -> Router {
     crate::metrics::handle();
     let schema = build_schema(state.clone());
+    let query_schema = build_schema(AppState {
+        db: state.query_db.clone(),
+        ..state.clone()
+    });
     let limit = AnonymousLimit::from_config(&state.config);
     let graphql = Router::new()
         .route("/graphql", get(graphql_http).post(graphql_http))
@@ -79,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(HttpState(std::sync::Arc::new(HttpShared {
             app: state,
             schema,
+            query_schema,
             limit,
             documents: graphql::ParsedDocuments::default(),
         })))
@@ -185,8 +193,9 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
     };
     // Parsed once, here; a parse error is answered without running (or parsing) again.
     let unparsable = state.documents.parse(&mut request).err();
+    let mutation = unparsable.is_none() && graphql::selects_mutation(&mut request);
     // GET must be safe (GraphQL over HTTP): links, prefetchers and caches may repeat it.
-    if is_get && unparsable.is_none() && graphql::selects_mutation(&mut request) {
+    if is_get && mutation {
         let refused = graphql::refusal(StatusCode::METHOD_NOT_ALLOWED, "mutations need POST");
         return media_type.refuse(&refused);
     }
@@ -207,7 +216,12 @@ async fn graphql_http(State(state): State<HttpState>, request: axum::extract::Re
         // tokio's cooperative budget the task would be forced to yield part-way through
         // waking them, and the DataLoader's batch window would close on half a batch.
         // Depth and complexity limits bound the work done without yielding.
-        None => tokio::task::coop::unconstrained(state.schema.execute(request.data(caller))).await,
+        None if mutation => tokio::task::coop::unconstrained(state.schema.execute(request.data(caller))).await,
+        // Below the priority of the rest: see `query_threads`.
+        None => match query_threads::execute(&state.query_schema, request.data(caller)).await {
+            Ok(response) => response,
+            Err(err) => return media_type.refuse(&err.into()),
+        },
     };
     let outcome = response.errors.first().map_or("ok", graphql::error_code);
     crate::metrics::graphql_request(operation.as_deref(), outcome, started.elapsed());
@@ -366,6 +380,7 @@ async fn ready(State(state): State<HttpState>) -> StatusCode {
     }
     let pinged = tokio::try_join!(
         state.app.db.conn().ping(),
+        state.app.query_db.conn().ping(),
         state.app.placements.database().conn().ping()
     );
     match pinged {

@@ -290,11 +290,7 @@ pub async fn database(db: &Database, config: &Config) -> std::result::Result<Dat
     }
     let mut config = config.clone();
     config.db_pool_size = 2 * config.placement_lanes as u32;
-    let conn = runtime()
-        .spawn(async move { db::connect(&config).await })
-        .await
-        .map_err(|err| DbErr::Custom(format!("opening the combined writes' pool: {err}")))??;
-    Ok(db.with_pool(conn))
+    Ok(db.with_pool(db::connect_on(runtime(), &config).await?))
 }
 
 /// The lane of a write: by its first sku, so one sku's writes always meet in one queue.

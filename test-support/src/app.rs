@@ -143,14 +143,19 @@ impl TestApp {
         configure(&mut config);
         let mut conn = db::connect(&config).await.expect("connect");
         let statements = Arc::new(AtomicUsize::new(0));
-        let counter = statements.clone();
-        conn.set_metric_callback(move |info| {
-            if std::env::var_os("SHOW_SQL").is_some() {
-                eprintln!("SQL: {}", info.statement);
+        let count = |counter: Arc<AtomicUsize>| {
+            move |info: &sea_orm::metric::Info<'_>| {
+                if std::env::var_os("SHOW_SQL").is_some() {
+                    eprintln!("SQL: {}", info.statement);
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
             }
-            counter.fetch_add(1, Ordering::SeqCst);
-        });
-        let state = AppState::from_connection(conn, config).await.expect("migrate");
+        };
+        conn.set_metric_callback(count(statements.clone()));
+        let mut state = AppState::from_connection(conn, config).await.expect("migrate");
+        // Queries read through a pool of their own on PostgreSQL (on SQLite a handle on
+        // the request pool, made before: either way counted once, by this callback).
+        state.query_db.set_metric_callback(count(statements.clone()));
         let router = stockroom::http::router(state.clone());
         TestApp {
             backend,
@@ -242,8 +247,9 @@ impl TestApp {
         &self.state.db
     }
 
-    /// SQL statements run so far through the app's request pool (on PostgreSQL, combined
-    /// placements and reservations go through a pool of their own and are not counted).
+    /// SQL statements run so far through the app's request and query pools (on PostgreSQL,
+    /// combined placements and reservations go through a pool of their own and are not
+    /// counted).
     pub fn statements_run(&self) -> usize {
         self.statements.load(Ordering::SeqCst)
     }

@@ -8,7 +8,7 @@ use stockroom::{
 use stockroom_test_support::{
     app::{APP_ADMIN_KEY, Client, TestApp},
     fixtures::{PLACE_ORDER_ID, place_order_variables},
-    racing::on_each_backend,
+    racing::{on_each_backend, on_each_backend_with},
     ws::{PATIENCE, SUBSCRIBE, WsClient},
 };
 
@@ -189,6 +189,32 @@ async fn two_hundred_subscribers_each_receive_all_hundred_events_in_order() {
         for subscriber in subscribers {
             assert_eq!(subscriber.await.unwrap(), expected);
         }
+    })
+    .await;
+}
+
+/// Neither a poll (not within the test's patience) nor `NOTIFY` can deliver here: only the
+/// wake-up of the process's own feed after a commit that stored events. Commits that
+/// store none (the first order, in stock) do not wake it.
+#[tokio::test]
+async fn a_commit_that_stored_events_wakes_its_own_process_feed() {
+    let no_poll_no_notify = |config: &mut stockroom::config::Config| {
+        config.event_poll_ms = 3_600_000;
+        config.event_notify = false;
+    };
+    on_each_backend_with(no_poll_no_notify, |app| async move {
+        let channel = backorder_shop(&app, 1).await;
+        let mut ws = WsClient::connect(app.listen().await, Some(APP_ADMIN_KEY))
+            .await
+            .unwrap();
+        ws.subscribe("own", json!({ "after": "0" })).await;
+        order_one(app.client(), "pi_in_stock", channel).await;
+        let backordered = order_one(app.client(), "pi_backordered", channel).await;
+        let event = ws.next_event("own").await;
+        assert_eq!(
+            (event_id(&event), event["orderId"].as_str()),
+            (1, Some(backordered.as_str()))
+        );
     })
     .await;
 }
