@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use stockroom_test_support::{
     app::TestApp,
     node::{node_tool_installed, run_node},
-    racing::{on_each_backend, on_each_backend_with},
+    racing::on_each_backend_with,
 };
 
 fn post(body: impl Into<Body>, content_type: Option<&str>) -> Request<Body> {
