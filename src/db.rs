@@ -128,17 +128,6 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     sea_orm::Database::connect(options).await
 }
 
-/// Opens a pool like [`connect`] from a task of `runtime`, whose reactor then drives its
-/// connections: a connection's replies are taken up by the runtime that opened it, so a
-/// pool serving work of one runtime is best opened there.
-pub async fn connect_on(runtime: &tokio::runtime::Runtime, config: &Config) -> Result<DatabaseConnection, DbErr> {
-    let config = config.clone();
-    runtime
-        .spawn(async move { connect(&config).await })
-        .await
-        .map_err(|err| DbErr::Custom(format!("opening a pool: {err}")))?
-}
-
 impl Database {
     /// Wraps a pool opened by [`connect`] (which bounds its lock waits).
     pub fn new(conn: DatabaseConnection) -> Self {
@@ -149,14 +138,40 @@ impl Database {
         }
     }
 
-    /// The same database through another pool, `conn`: its commits wake this one's event
-    /// feed, and its refusals count in this one's tally.
+    /// The same database through another pool, `conn`: its commits that store events wake
+    /// this one's event feed, and its refusals count in this one's tally.
     pub fn with_pool(&self, conn: DatabaseConnection) -> Self {
         Database {
             conn,
             new_events: self.new_events.clone(),
             refusals: self.refusals.clone(),
         }
+    }
+
+    /// The same database for work that runs on `runtime`'s threads (the combined writes',
+    /// the queries'). On PostgreSQL, through a pool of `size` connections of its own,
+    /// opened from a task of `runtime`: a connection's replies are taken up by the runtime
+    /// that opened it, and work on other threads must not wait for that runtime to notice
+    /// them. On SQLite, this very pool: sqlx drives SQLite connections from threads of its
+    /// own, not from a reactor, and SQLite's write lock is the whole database's, so another
+    /// pool would gain nothing (and for an in-memory database would be another, empty
+    /// database).
+    pub async fn for_runtime(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        config: &Config,
+        size: u32,
+    ) -> Result<Database, DbErr> {
+        if self.backend() != DatabaseBackend::Postgres {
+            return Ok(self.clone());
+        }
+        let mut config = config.clone();
+        config.db_pool_size = size;
+        let conn = runtime
+            .spawn(async move { connect(&config).await })
+            .await
+            .map_err(|err| DbErr::Custom(format!("opening a pool: {err}")))??;
+        Ok(self.with_pool(conn))
     }
 
     /// Calls `callback` for every statement run through this handle on the pool (the tests

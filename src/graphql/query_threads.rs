@@ -12,24 +12,17 @@
 //! idle machine they run at full speed.
 //!
 //! On PostgreSQL the queries read through a pool of their own, opened on these threads
-//! (see `db::connect_on`): a connection's replies are taken up by the threads of the
-//! runtime that opened it, and a write must never wait for a low-priority thread to
-//! notice its reply. That pool is half the size of the request pool ([`pool_size`]). On
-//! SQLite sqlx drives connections from threads of its own, so the request pool serves
-//! queries too.
+//! (`Database::for_runtime`), so a write never waits for a low-priority thread to notice
+//! its reply. That pool is half the size of the request pool ([`pool_size`]).
 
 use std::sync::OnceLock;
 
-use sea_orm::{DatabaseBackend, DbErr};
+use sea_orm::DbErr;
 use tokio::runtime::Runtime;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::StockroomSchema;
-use crate::{
-    config::Config,
-    db::{self, Database},
-    error::Error,
-};
+use crate::{config::Config, db::Database, error::Error};
 
 /// How far below the process's own priority the query threads run (a nice increment).
 /// 10 is a weight about a tenth of a normal thread's: measured in the storefront bench's
@@ -72,12 +65,7 @@ fn lower_priority() {
 
 /// The database queries read through, given the request pool's `db` (see the module doc).
 pub async fn database(db: &Database, config: &Config) -> Result<Database, DbErr> {
-    if db.backend() != DatabaseBackend::Postgres {
-        return Ok(db.clone());
-    }
-    let mut config = config.clone();
-    config.db_pool_size = pool_size(config.db_pool_size);
-    Ok(db.with_pool(db::connect_on(runtime(), &config).await?))
+    db.for_runtime(runtime(), config, pool_size(config.db_pool_size)).await
 }
 
 /// The queries' pool size for a request pool of `request_pool_size`: half as many. Queries

@@ -41,7 +41,7 @@ struct HttpState(std::sync::Arc<HttpShared>);
 
 struct HttpShared {
     app: AppState,
-    /// Mutations'.
+    /// Mutations' and subscriptions', reading through `AppState::db`.
     schema: StockroomSchema,
     /// Queries', reading through `AppState::query_db`.
     query_schema: StockroomSchema,
@@ -373,7 +373,7 @@ async fn health() -> StatusCode {
 }
 
 /// 503 while stopping (a load balancer should send new requests elsewhere) or while the
-/// database does not answer, through the request pool or the combined writes' pool.
+/// database does not answer, through any of the pools (requests, queries, combined writes).
 async fn ready(State(state): State<HttpState>) -> StatusCode {
     if state.app.stopping.is_cancelled() {
         return StatusCode::SERVICE_UNAVAILABLE;

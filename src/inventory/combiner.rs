@@ -34,12 +34,12 @@ use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use tokio::sync::oneshot;
 
-use sea_orm::{DatabaseBackend, DatabaseTransaction, DbErr};
+use sea_orm::{DatabaseTransaction, DbErr};
 
 use super::values::LineRequest;
 use crate::{
     config::Config,
-    db::{self, Database, TxnFuture},
+    db::{Database, TxnFuture},
     error::{Error, Result},
 };
 
@@ -276,21 +276,13 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// The database combined writes go through, given the request pool's `db`.
-///
-/// On PostgreSQL, a pool of its own, of one connection per lane for placements and one
-/// for reservations (each lane has one transaction at a time), opened on the combined
-/// writes' thread (see `runtime`), whose reactor then drives its connections. On SQLite,
-/// `db` itself: sqlx drives SQLite connections from threads of its own, not from a
-/// reactor, and SQLite's write lock is the whole database's, so a pool of their own would
-/// gain nothing (and for an in-memory database would be another, empty database).
+/// The database combined writes go through, given the request pool's `db`: on
+/// PostgreSQL a pool of their own on the combined writes' thread (see `runtime` and
+/// `Database::for_runtime`), of one connection per lane for placements and one for
+/// reservations (each lane has one transaction at a time).
 pub async fn database(db: &Database, config: &Config) -> std::result::Result<Database, DbErr> {
-    if db.backend() != DatabaseBackend::Postgres {
-        return Ok(db.clone());
-    }
-    let mut config = config.clone();
-    config.db_pool_size = 2 * config.placement_lanes as u32;
-    Ok(db.with_pool(db::connect_on(runtime(), &config).await?))
+    db.for_runtime(runtime(), config, 2 * config.placement_lanes as u32)
+        .await
 }
 
 /// The lane of a write: by its first sku, so one sku's writes always meet in one queue.
