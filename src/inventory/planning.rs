@@ -3,7 +3,7 @@
 //!
 //! Shared by placement and reservations, which follow the same location rules, in two
 //! steps around the caller's own claims:
-//! 1. [`Planner::prepare`] reads what the requests name (channels, their mappings,
+//! 1. [`Planner::prepare`] reads what the requests name (channels with their mappings,
 //!    shipping options, items) with one statement each, whatever the batch size; a request
 //!    naming something unknown gets its own error here, before anything is claimed.
 //! 2. [`Planner::lock`] locks every level the prepared requests may touch (see
@@ -23,7 +23,10 @@ use std::collections::{HashMap, HashSet};
 use entity::{
     inventory_item, inventory_level, reservation_line, sales_channel, sales_channel_location, shipping_option,
 };
-use sea_orm::{ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
+    RelationDef,
+};
 
 use super::{
     allocation::{Allocation, Candidate, LineCandidates, allocate, free_units},
@@ -73,25 +76,30 @@ impl Planner {
     /// locking anything. See [`Planner::check`] for each request's verdict.
     pub async fn prepare(txn: &DatabaseTransaction, requests: &[PlanRequest<'_>]) -> Result<Planner> {
         let channel_ids: HashSet<i32> = requests.iter().map(|request| request.sales_channel_id).collect();
-        let channels: HashSet<i32> = sales_channel::Entity::find()
-            .filter(sales_channel::Column::Id.is_in(channel_ids.iter().copied()))
-            .all(txn)
-            .await?
-            .into_iter()
-            .map(|channel| channel.id)
-            .collect();
+        // Channels and their mappings in one statement (a round trip fewer in every
+        // placement): a channel's row comes once per mapped location, or once with none.
+        let mappings: RelationDef = sales_channel_location::Entity::belongs_to(sales_channel::Entity)
+            .from(sales_channel_location::Column::SalesChannelId)
+            .to(sales_channel::Column::Id)
+            .into();
+        let mut channels: HashSet<i32> = HashSet::new();
         let mut mapped: HashMap<i32, Vec<i32>> = HashMap::new();
-        for mapping in sales_channel_location::Entity::find()
-            .filter(sales_channel_location::Column::SalesChannelId.is_in(channel_ids))
+        for (channel_id, location_id) in sales_channel::Entity::find()
+            .select_only()
+            .column(sales_channel::Column::Id)
+            .column(sales_channel_location::Column::StockLocationId)
+            .join_rev(JoinType::LeftJoin, mappings)
+            .filter(sales_channel::Column::Id.is_in(channel_ids))
             .order_by_asc(sales_channel_location::Column::Priority)
             .order_by_asc(sales_channel_location::Column::StockLocationId)
+            .into_tuple::<(i32, Option<i32>)>()
             .all(txn)
             .await?
         {
-            mapped
-                .entry(mapping.sales_channel_id)
-                .or_default()
-                .push(mapping.stock_location_id);
+            channels.insert(channel_id);
+            if let Some(location_id) = location_id {
+                mapped.entry(channel_id).or_default().push(location_id);
+            }
         }
         let shipping_ids: HashSet<i32> = requests
             .iter()
