@@ -3,9 +3,9 @@
 //! concurrent ones (see [`super::combiner`]).
 //!
 //! The algorithm, and why each step is safe:
-//! 1. **Read the catalog** the orders name (channels, mappings, shipping options, items:
-//!    one statement each for the whole batch). An order naming something unknown fails
-//!    here, alone, before anything is claimed.
+//! 1. **Read the catalog** the orders name (channels with their mappings, shipping
+//!    options, items: one statement each for the whole batch). An order naming something
+//!    unknown fails here, alone, before anything is claimed.
 //! 2. **Claim the PaymentIntents** with one multi-row `INSERT … ON CONFLICT DO NOTHING
 //!    RETURNING` (see `orders::claim_all`). A PaymentIntent another transaction is placing
 //!    waits on the unique index until that one ends; one that has an order returns it,

@@ -72,8 +72,8 @@ pub struct Planner {
 }
 
 impl Planner {
-    /// Reads the channels, mappings, shipping options and items `requests` name, without
-    /// locking anything. See [`Planner::check`] for each request's verdict.
+    /// Reads the channels (with their mappings), shipping options and items `requests`
+    /// name, without locking anything. See [`Planner::check`] for each request's verdict.
     pub async fn prepare(txn: &DatabaseTransaction, requests: &[PlanRequest<'_>]) -> Result<Planner> {
         let channel_ids: HashSet<i32> = requests.iter().map(|request| request.sales_channel_id).collect();
         // Channels and their mappings in one statement (a round trip fewer in every

@@ -451,6 +451,44 @@ async fn a_database_outage_fails_requests_fast_and_the_server_heals_by_itself() 
     conn.close().await.ok();
 }
 
+#[tokio::test]
+async fn connections_cut_while_idle_are_replaced_before_a_request_meets_them() {
+    let Some(database) = EmptyDatabase::postgres().await else {
+        return;
+    };
+    let server = Server::start_shop(STOCKROOM, &database.url, &free_addr(), &[]).await;
+    let http = Http::new(&server);
+    let channel = open_shop(&http, 100).await;
+    let place = |payment_intent: &str| {
+        let variables = json!({ "pi": payment_intent, "c": channel.to_string(), "lines": order_lines() });
+        let http = http.clone();
+        async move { http.gql(PLACE_ORDER, variables).await.unwrap() }
+    };
+    let (_, body) = place("pi_before").await;
+    assert!(body["data"]["placeOrder"]["id"].is_string(), "{body}");
+
+    // What a database restart or a proxy's idle timeout does to pooled connections.
+    let (base, name) = database.url.rsplit_once('/').unwrap();
+    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.unwrap();
+    let terminated = scalar(
+        &admin,
+        &format!("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{name}'"),
+    )
+    .await;
+    assert!(terminated > 0, "the server's pools held connections");
+    admin.close().await.ok();
+    // Idle past the pools' threshold (`db::PING_IF_IDLE_FOR`, 1 s): the next checkout pings.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    // The first try, not a retry: each cut connection is found and replaced at checkout.
+    let (status, body) = place("pi_after").await;
+    assert_eq!(status, 200);
+    assert!(body["data"]["placeOrder"]["id"].is_string(), "{body}");
+    let (status, body) = http.gql("{ stockLocations { id } }", json!({})).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body["errors"].is_null(), "{body}");
+}
+
 /// Holds every stock level's row lock in a transaction of its own until dropped or
 /// released, so that a placement waits in the middle of its transaction.
 async fn lock_all_levels(database: &EmptyDatabase) -> sea_orm::DatabaseTransaction {
