@@ -10,7 +10,15 @@
 //!   which takes the database's write lock up front. Two writers can then never both read
 //!   a level and both write it; `busy_timeout` bounds the wait. WAL lets readers carry on.
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use migration::MigratorTrait;
@@ -104,9 +112,38 @@ async fn advisory_lock(txn: &DatabaseTransaction, key: i64) -> Result<(), DbErr>
 /// fifth of the flash sale (`cargo bench --bench storefront`, flash sale alone: about
 /// 7,000 orders/s with it, 9,000 without). A connection in steady use has just answered;
 /// one that a restart, a proxy or a firewall cut while it sat idle is caught here before a
-/// request fails on it. One cut while in use fails its transaction with a transient error,
-/// which is retried (combined writes one by one, clients with the same idempotency key).
+/// request fails on it. One cut while in use fails its transaction with a transient error
+/// (the client retries with the same idempotency key), and from then on every connection
+/// released before that failure is pinged too ([`connection_failed`]).
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// When this process last saw a database connection fail: milliseconds since [`epoch`],
+/// plus one (0: never).
+static LAST_CONNECTION_FAILURE: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Records that a connection failed (a lost session, a refused connect): from now on,
+/// every pooled connection released before this moment is pinged at its next checkout,
+/// however briefly it sat idle. What cut one (a restart, a proxy) has likely cut them
+/// all, and without this each connection in steady use would fail one request, or one
+/// combined batch and then its one-by-one retry, before the pool noticed. Process-wide:
+/// every pool talks to the same server.
+pub fn connection_failed() {
+    let now = epoch().elapsed().as_millis() as u64 + 1;
+    LAST_CONNECTION_FAILURE.fetch_max(now, Ordering::Relaxed);
+}
+
+/// Whether a pooled connection idle for `idle_for` went back to its pool before (or in
+/// the same millisecond as) the last failure [`connection_failed`] recorded.
+fn released_before_last_failure(idle_for: Duration) -> bool {
+    let last_failure = LAST_CONNECTION_FAILURE.load(Ordering::Relaxed);
+    let released = epoch().elapsed().saturating_sub(idle_for).as_millis() as u64 + 1;
+    last_failure != 0 && released <= last_failure
+}
 
 /// Opens a pool for `config.database_url` (`sqlite://…` or `postgres://…`), tuned for this app.
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
@@ -117,6 +154,14 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
         .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms))
         .sqlx_logging(false)
         .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
+        .map_sqlx_postgres_before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if released_before_last_failure(meta.idle_for) {
+                    sea_orm::sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         // Set once per connection rather than by a statement in every transaction: every
         // lock wait is bounded, and every transaction is READ COMMITTED whatever the
         // server's default.

@@ -149,13 +149,23 @@ impl From<DbErr> for Error {
             Some("55P03" | "57014" | "5" | "517" | "261") => Error::LockTimeout,
             // 40P01 deadlock_detected, 40001 serialization_failure.
             Some("40P01" | "40001") => Error::Contention,
-            // Class 08 connection_exception; 57P01-57P03: the server ended the session
-            // (admin_shutdown, as `pg_terminate_backend` or a restart sends it before
-            // closing; crash_shutdown; cannot_connect_now). A pooled connection is handed
-            // out unpinged while in steady use (`db::connect`), so an outage meets the
-            // next statement here rather than the pool's ping.
-            Some(code) if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03") => Error::Unavailable,
-            _ if is_connection_failure(&err) => Error::Unavailable,
+            // The session is gone: class 08 connection_exception (but 08P01
+            // protocol_violation, a bug to see in the logs), and 57P01-57P03 and 57P05, the
+            // server ended it (admin_shutdown, as `pg_terminate_backend` or a restart sends
+            // before closing; crash_shutdown; cannot_connect_now; idle_session_timeout). A
+            // pooled connection in steady use is handed out unpinged (`db::connect`), so an
+            // outage meets a statement here rather than the pool's ping.
+            Some(code)
+                if (code.starts_with("08") && code != "08P01")
+                    || matches!(code, "57P01" | "57P02" | "57P03" | "57P05") =>
+            {
+                crate::db::connection_failed();
+                Error::Unavailable
+            }
+            _ if is_connection_failure(&err) => {
+                crate::db::connection_failed();
+                Error::Unavailable
+            }
             _ => {
                 tracing::error!(error = %err, "database error");
                 Error::Internal(err.to_string())

@@ -451,32 +451,46 @@ async fn a_database_outage_fails_requests_fast_and_the_server_heals_by_itself() 
     conn.close().await.ok();
 }
 
+/// Ends every session of the test database, as a database restart or a proxy would; the
+/// server's pools keep the cut connections until they try them.
+async fn cut_connections(database: &EmptyDatabase) {
+    let (base, name) = database.url.rsplit_once('/').unwrap();
+    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.unwrap();
+    let sessions = format!("FROM pg_stat_activity WHERE datname = '{name}'");
+    let terminated = scalar(&admin, &format!("SELECT COUNT(pg_terminate_backend(pid)) {sessions}")).await;
+    assert!(terminated > 0, "the server's pools held connections");
+    eventually("the cut sessions are gone", || async {
+        scalar(&admin, &format!("SELECT COUNT(*) {sessions}")).await == 0
+    })
+    .await;
+    admin.close().await.ok();
+}
+
+/// A shop on a spawned server, one order placed (so every pool holds a connection), and a
+/// way to place more: each call answers (status, body).
+async fn shop_with_an_order(
+    database: &EmptyDatabase,
+) -> (Server, impl Fn(&str) -> std::pin::Pin<Box<dyn Future<Output = Answer>>>) {
+    let server = Server::start_shop(STOCKROOM, &database.url, &free_addr(), &[]).await;
+    let http = Http::new(&server);
+    let channel = open_shop(&http, 100).await;
+    let place = move |payment_intent: &str| -> std::pin::Pin<Box<dyn Future<Output = Answer>>> {
+        let variables = json!({ "pi": payment_intent, "c": channel.to_string(), "lines": order_lines() });
+        let http = http.clone();
+        Box::pin(async move { http.gql(PLACE_ORDER, variables).await.unwrap() })
+    };
+    let (_, body) = place("pi_before").await;
+    assert!(body["data"]["placeOrder"]["id"].is_string(), "{body}");
+    (server, place)
+}
+
 #[tokio::test]
 async fn connections_cut_while_idle_are_replaced_before_a_request_meets_them() {
     let Some(database) = EmptyDatabase::postgres().await else {
         return;
     };
-    let server = Server::start_shop(STOCKROOM, &database.url, &free_addr(), &[]).await;
-    let http = Http::new(&server);
-    let channel = open_shop(&http, 100).await;
-    let place = |payment_intent: &str| {
-        let variables = json!({ "pi": payment_intent, "c": channel.to_string(), "lines": order_lines() });
-        let http = http.clone();
-        async move { http.gql(PLACE_ORDER, variables).await.unwrap() }
-    };
-    let (_, body) = place("pi_before").await;
-    assert!(body["data"]["placeOrder"]["id"].is_string(), "{body}");
-
-    // What a database restart or a proxy's idle timeout does to pooled connections.
-    let (base, name) = database.url.rsplit_once('/').unwrap();
-    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.unwrap();
-    let terminated = scalar(
-        &admin,
-        &format!("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{name}'"),
-    )
-    .await;
-    assert!(terminated > 0, "the server's pools held connections");
-    admin.close().await.ok();
+    let (server, place) = shop_with_an_order(&database).await;
+    cut_connections(&database).await;
     // Idle past the pools' threshold (`db::PING_IF_IDLE_FOR`, 1 s): the next checkout pings.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
@@ -484,9 +498,53 @@ async fn connections_cut_while_idle_are_replaced_before_a_request_meets_them() {
     let (status, body) = place("pi_after").await;
     assert_eq!(status, 200);
     assert!(body["data"]["placeOrder"]["id"].is_string(), "{body}");
-    let (status, body) = http.gql("{ stockLocations { id } }", json!({})).await.unwrap();
+    let (status, body) = Http::new(&server)
+        .gql("{ stockLocations { id } }", json!({}))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     assert!(body["errors"].is_null(), "{body}");
+}
+
+#[tokio::test]
+async fn connections_cut_in_steady_use_fail_at_most_one_request_then_are_replaced() {
+    let Some(database) = EmptyDatabase::postgres().await else {
+        return;
+    };
+    let (server, place) = shop_with_an_order(&database).await;
+    let http = Http::new(&server);
+    let list = || {
+        let http = http.clone();
+        async move { http.gql("{ stockLocations { id } }", json!({})).await.unwrap() }
+    };
+    // Concurrent queries, so that the query pool holds several connections, all in use
+    // a moment ago (its pool hands them out in turn).
+    for (status, body) in futures_util::future::join_all((0..8).map(|_| list())).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    cut_connections(&database).await;
+
+    // At once, on connections used a moment ago: the first request may meet the cut. If it
+    // does, it is a transient "unavailable" (retry), never INTERNAL, and it tells the pools
+    // that every connection released before it is suspect: the rest find each cut
+    // connection pinged and replaced.
+    let mut failed = 0;
+    for _ in 0..8 {
+        let (status, body) = list().await;
+        if body["errors"].is_null() {
+            continue;
+        }
+        failed += 1;
+        assert_eq!(code(&body), "LOCK_TIMEOUT", "{status}: {body}");
+        assert!(
+            body["errors"][0]["message"].as_str().unwrap().contains("unavailable"),
+            "{body}"
+        );
+    }
+    assert!(failed <= 1, "{failed} queries met a cut connection");
+    let (status, body) = place("pi_after").await;
+    assert_eq!(status, 200);
+    assert!(body["data"]["placeOrder"]["id"].is_string(), "{body}");
 }
 
 /// Holds every stock level's row lock in a transaction of its own until dropped or
