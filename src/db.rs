@@ -107,10 +107,10 @@ async fn advisory_lock(txn: &DatabaseTransaction, key: i64) -> Result<(), DbErr>
 
 /// A pooled connection idle for this long is pinged before it is handed out.
 ///
-/// Why not on every checkout: a ping is a round trip per transaction, and on a hot sku's
-/// combined transactions (one at a time per lane, see `inventory::combiner`) it took a
-/// fifth of the flash sale (`cargo bench --bench storefront`, flash sale alone: about
-/// 7,000 orders/s with it, 9,000 without). A connection in steady use has just answered;
+/// Why not on every checkout: a ping is a round trip per transaction, one in eleven of a
+/// hot sku's combined transaction (one at a time per lane, see `inventory::combiner`) and
+/// of a lone order (BENCHMARKS.md, the yardstick at one client: 0.52-0.55 of the bare SQL
+/// with it, 0.60-0.62 without). A connection in steady use has just answered;
 /// one that a restart, a proxy or a firewall cut while it sat idle is caught here before a
 /// request fails on it. One cut while in use fails its transaction with a transient error
 /// (the client retries with the same idempotency key), and from then on every connection
