@@ -121,7 +121,19 @@ fn database_code(err: &DbErr) -> Option<String> {
     }
 }
 
-fn is_connection_failure(err: &DbErr) -> bool {
+/// Whether the session is gone: the pool could not give one, the connection broke, or the
+/// server ended it. By SQLSTATE: class 08 connection_exception (but 08P01
+/// protocol_violation, a bug to see in the logs), and 57P01-57P03 and 57P05, the server
+/// ending the session (admin_shutdown, as `pg_terminate_backend` or a restart sends before
+/// closing; crash_shutdown; cannot_connect_now; idle_session_timeout). A pooled connection
+/// in steady use is handed out unpinged (`db::connect`), so an outage meets a statement
+/// here rather than the pool's ping.
+fn is_connection_failure(err: &DbErr, code: Option<&str>) -> bool {
+    if let Some(code) = code
+        && ((code.starts_with("08") && code != "08P01") || matches!(code, "57P01" | "57P02" | "57P03" | "57P05"))
+    {
+        return true;
+    }
     match err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
@@ -142,27 +154,15 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
 
 impl From<DbErr> for Error {
     fn from(err: DbErr) -> Self {
-        match database_code(&err).as_deref() {
+        let code = database_code(&err);
+        match code.as_deref() {
             // 55P03 lock_not_available: `lock_timeout` ran out.
             // 57014 query_canceled: `statement_timeout` ran out.
             // SQLite 5 / 517 / 261: SQLITE_BUSY (and its variants) after `busy_timeout`.
             Some("55P03" | "57014" | "5" | "517" | "261") => Error::LockTimeout,
             // 40P01 deadlock_detected, 40001 serialization_failure.
             Some("40P01" | "40001") => Error::Contention,
-            // The session is gone: class 08 connection_exception (but 08P01
-            // protocol_violation, a bug to see in the logs), and 57P01-57P03 and 57P05, the
-            // server ended it (admin_shutdown, as `pg_terminate_backend` or a restart sends
-            // before closing; crash_shutdown; cannot_connect_now; idle_session_timeout). A
-            // pooled connection in steady use is handed out unpinged (`db::connect`), so an
-            // outage meets a statement here rather than the pool's ping.
-            Some(code)
-                if (code.starts_with("08") && code != "08P01")
-                    || matches!(code, "57P01" | "57P02" | "57P03" | "57P05") =>
-            {
-                crate::db::connection_failed();
-                Error::Unavailable
-            }
-            _ if is_connection_failure(&err) => {
+            code if is_connection_failure(&err, code) => {
                 crate::db::connection_failed();
                 Error::Unavailable
             }

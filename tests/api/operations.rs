@@ -54,6 +54,12 @@ impl Http {
         .await
     }
 
+    /// `placeOrder` of [`order_lines`] for `payment_intent` through `channel`, with the admin key.
+    pub(crate) async fn place_order(&self, payment_intent: &str, channel: i32) -> Result<Answer, reqwest::Error> {
+        let variables = json!({ "pi": payment_intent, "c": channel.to_string(), "lines": order_lines() });
+        self.gql(PLACE_ORDER, variables).await
+    }
+
     async fn post_graphql(&self, body: Value, key: Option<&str>) -> Result<Answer, reqwest::Error> {
         let mut request = self
             .client
@@ -167,14 +173,13 @@ enum Seen {
 
 /// Sends `placeOrder` until it gets a verdict, through outages and restarts.
 async fn place_until_answered(http: &Http, payment_intent: &str, channel: i32) -> Seen {
-    let variables = json!({ "pi": payment_intent, "c": channel.to_string(), "lines": order_lines() });
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{payment_intent}: no verdict in time"
         );
-        match http.gql(PLACE_ORDER, variables.clone()).await {
+        match http.place_order(payment_intent, channel).await {
             Ok((_, body)) if body["data"]["placeOrder"]["id"].is_string() => {
                 let order = &body["data"]["placeOrder"];
                 return Seen::Placed(
@@ -334,9 +339,7 @@ struct Outage {
 
 impl Outage {
     async fn begin(database: &EmptyDatabase) -> Outage {
-        let (base, name) = database.url.rsplit_once('/').unwrap();
-        let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.unwrap();
-        let name = name.to_owned();
+        let (admin, name) = admin_connection(database).await;
         for sql in [
             format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
             format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
@@ -401,16 +404,10 @@ async fn a_database_outage_fails_requests_fast_and_the_server_heals_by_itself() 
     let outage = Outage::begin(&database).await;
     wait_for_ready(&server, 503).await;
     // Bounded by the settings (1 s to get a connection): well inside the client's patience.
-    let (status, body) = tokio::time::timeout(
-        Duration::from_secs(15),
-        http.gql(
-            PLACE_ORDER,
-            json!({ "pi": "pi_during", "c": channel.to_string(), "lines": order_lines() }),
-        ),
-    )
-    .await
-    .expect("a request during the outage is answered, not left hanging")
-    .unwrap();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(15), http.place_order("pi_during", channel))
+        .await
+        .expect("a request during the outage is answered, not left hanging")
+        .unwrap();
     assert_eq!(code(&body), "LOCK_TIMEOUT", "{status}: {body}");
     assert!(
         body["errors"][0]["message"].as_str().unwrap().contains("unavailable"),
@@ -451,11 +448,18 @@ async fn a_database_outage_fails_requests_fast_and_the_server_heals_by_itself() 
     conn.close().await.ok();
 }
 
+/// A connection to the server's `postgres` database beside `database`, and the name of
+/// `database`: for what a test does to the test database from outside.
+async fn admin_connection(database: &EmptyDatabase) -> (DatabaseConnection, String) {
+    let (base, name) = database.url.rsplit_once('/').unwrap();
+    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.unwrap();
+    (admin, name.to_owned())
+}
+
 /// Ends every session of the test database, as a database restart or a proxy would; the
 /// server's pools keep the cut connections until they try them.
 async fn cut_connections(database: &EmptyDatabase) {
-    let (base, name) = database.url.rsplit_once('/').unwrap();
-    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.unwrap();
+    let (admin, name) = admin_connection(database).await;
     let sessions = format!("FROM pg_stat_activity WHERE datname = '{name}'");
     let terminated = scalar(&admin, &format!("SELECT COUNT(pg_terminate_backend(pid)) {sessions}")).await;
     assert!(terminated > 0, "the server's pools held connections");
@@ -466,22 +470,15 @@ async fn cut_connections(database: &EmptyDatabase) {
     admin.close().await.ok();
 }
 
-/// A shop on a spawned server, one order placed (so every pool holds a connection), and a
-/// way to place more: each call answers (status, body).
-async fn shop_with_an_order(
-    database: &EmptyDatabase,
-) -> (Server, impl Fn(&str) -> std::pin::Pin<Box<dyn Future<Output = Answer>>>) {
+/// A shop on a spawned server with one order placed, so that every pool holds a
+/// connection; its client and channel.
+async fn shop_with_an_order(database: &EmptyDatabase) -> (Server, Http, i32) {
     let server = Server::start_shop(STOCKROOM, &database.url, &free_addr(), &[]).await;
     let http = Http::new(&server);
     let channel = open_shop(&http, 100).await;
-    let place = move |payment_intent: &str| -> std::pin::Pin<Box<dyn Future<Output = Answer>>> {
-        let variables = json!({ "pi": payment_intent, "c": channel.to_string(), "lines": order_lines() });
-        let http = http.clone();
-        Box::pin(async move { http.gql(PLACE_ORDER, variables).await.unwrap() })
-    };
-    let (_, body) = place("pi_before").await;
+    let (_, body) = http.place_order("pi_before", channel).await.unwrap();
     assert!(body["data"]["placeOrder"]["id"].is_string(), "{body}");
-    (server, place)
+    (server, http, channel)
 }
 
 #[tokio::test]
@@ -489,19 +486,16 @@ async fn connections_cut_while_idle_are_replaced_before_a_request_meets_them() {
     let Some(database) = EmptyDatabase::postgres().await else {
         return;
     };
-    let (server, place) = shop_with_an_order(&database).await;
+    let (_server, http, channel) = shop_with_an_order(&database).await;
     cut_connections(&database).await;
     // Idle past the pools' threshold (`db::PING_IF_IDLE_FOR`, 1 s): the next checkout pings.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
     // The first try, not a retry: each cut connection is found and replaced at checkout.
-    let (status, body) = place("pi_after").await;
+    let (status, body) = http.place_order("pi_after", channel).await.unwrap();
     assert_eq!(status, 200);
     assert!(body["data"]["placeOrder"]["id"].is_string(), "{body}");
-    let (status, body) = Http::new(&server)
-        .gql("{ stockLocations { id } }", json!({}))
-        .await
-        .unwrap();
+    let (status, body) = http.gql("{ stockLocations { id } }", json!({})).await.unwrap();
     assert_eq!(status, 200);
     assert!(body["errors"].is_null(), "{body}");
 }
@@ -511,8 +505,7 @@ async fn connections_cut_in_steady_use_fail_at_most_one_request_then_are_replace
     let Some(database) = EmptyDatabase::postgres().await else {
         return;
     };
-    let (server, place) = shop_with_an_order(&database).await;
-    let http = Http::new(&server);
+    let (_server, http, channel) = shop_with_an_order(&database).await;
     let list = || {
         let http = http.clone();
         async move { http.gql("{ stockLocations { id } }", json!({})).await.unwrap() }
@@ -542,7 +535,7 @@ async fn connections_cut_in_steady_use_fail_at_most_one_request_then_are_replace
         );
     }
     assert!(failed <= 1, "{failed} queries met a cut connection");
-    let (status, body) = place("pi_after").await;
+    let (status, body) = http.place_order("pi_after", channel).await.unwrap();
     assert_eq!(status, 200);
     assert!(body["data"]["placeOrder"]["id"].is_string(), "{body}");
 }
@@ -561,8 +554,7 @@ async fn lock_all_levels(database: &EmptyDatabase) -> sea_orm::DatabaseTransacti
 
 /// Waits until some connection of the test database waits for a row lock.
 async fn wait_for_lock_waiter(database: &EmptyDatabase) {
-    let (base, name) = database.url.rsplit_once('/').unwrap();
-    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.unwrap();
+    let (admin, name) = admin_connection(database).await;
     let sql = format!("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = '{name}' AND wait_event_type = 'Lock'");
     eventually("the placement waits for the lock", || async {
         scalar(&admin, &sql).await > 0
@@ -583,10 +575,9 @@ async fn place_behind_a_held_lock(
     tokio::task::JoinHandle<Result<Answer, reqwest::Error>>,
 ) {
     let held = lock_all_levels(database).await;
-    let variables = json!({ "pi": payment_intent, "c": channel.to_string(), "lines": order_lines() });
     let placing = tokio::spawn({
-        let http = http.clone();
-        async move { http.gql(PLACE_ORDER, variables).await }
+        let (http, payment_intent) = (http.clone(), payment_intent.to_owned());
+        async move { http.place_order(&payment_intent, channel).await }
     });
     wait_for_lock_waiter(database).await;
     (held, placing)
@@ -694,8 +685,7 @@ async fn hostile_requests_get_clear_errors_while_orders_go_on() {
                     let mut placed = 0;
                     while !stop.load(Ordering::SeqCst) {
                         let pi = format!("pi_normal_{shopper}_{placed}");
-                        let variables = json!({ "pi": pi, "c": channel.to_string(), "lines": order_lines() });
-                        let (status, body) = http.gql(PLACE_ORDER, variables).await.unwrap();
+                        let (status, body) = http.place_order(&pi, channel).await.unwrap();
                         assert!(body["data"]["placeOrder"]["id"].is_string(), "{status}: {body}");
                         placed += 1;
                     }
